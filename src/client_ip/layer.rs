@@ -3,7 +3,7 @@ use std::sync::Arc;
 
 use tower_layer::Layer;
 
-use super::{ClientIpService, PeerSource, ResolveClientIp};
+use super::{ClientIpService, SocketPeer, ResolveClientIp};
 
 /// What the layer does when its source resolves no client IP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -74,7 +74,7 @@ impl Default for ClientIpLayer {
     /// The socket peer as the client IP: right when nothing stands between the clients and
     /// this server.
     fn default() -> Self {
-        Self::new(PeerSource::new())
+        Self::new(SocketPeer::new())
     }
 }
 

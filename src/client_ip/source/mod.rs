@@ -223,4 +223,4 @@ impl fmt::Display for Reason {
 
 mod peer;
 
-pub use peer::PeerSource;
+pub use peer::SocketPeer;

@@ -9,24 +9,24 @@ use crate::client_ip::{Reason, RequestView, Resolution, ResolveClientIp, SourceK
 /// [`Reason::NoPeer`]: the server must be started with connect info.
 ///
 /// ```
-/// use tower_bouncer::client_ip::{ClientIpLayer, PeerSource};
+/// use tower_bouncer::client_ip::{ClientIpLayer, SocketPeer};
 ///
-/// let layer = ClientIpLayer::new(PeerSource::new());
+/// let layer = ClientIpLayer::new(SocketPeer::new());
 /// # let _ = layer;
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
-pub struct PeerSource {
+pub struct SocketPeer {
     _private: (),
 }
 
-impl PeerSource {
-    /// The socket-peer source.
+impl SocketPeer {
+    /// The socket-peer source..
     pub fn new() -> Self {
         Self { _private: () }
     }
 }
 
-impl ResolveClientIp for PeerSource {
+impl ResolveClientIp for SocketPeer {
     fn resolve(&self, request: &RequestView<'_>) -> Resolution {
         match request.peer_ip() {
             Some(ip) if !ip.is_unspecified() => Resolution::resolved(ip, SourceKind::Peer),
