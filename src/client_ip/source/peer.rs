@@ -20,7 +20,7 @@ pub struct SocketPeer {
 }
 
 impl SocketPeer {
-    /// The socket-peer source..
+    /// The socket-peer source.
     pub fn new() -> Self {
         Self { _private: () }
     }
