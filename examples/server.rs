@@ -1,0 +1,417 @@
+//! The tower-bouncer example server: a demo, a debugging tool to run behind your own proxy, and
+//! the target of the end-to-end tests. Its command line and JSON are a stable contract.
+//!
+//! ```text
+//! cargo run --release --example server -- [OPTIONS]
+//! ```
+//! Run it with `--help` for the options. `GET /` answers the resolved client IP, the source that
+//! resolved it and the rate-limit key; `GET /explain` shows what every configured source
+//! resolves for this request, and why.
+
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use axum::extract::Request;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde_json::{json, Value};
+use tower_bouncer::client_ip::{
+    Chain, ClientIp, ClientIpLayer, Forwarded, OnUnresolved, RequestView, Resolution,
+    ResolveClientIp, SocketPeer, TrustedHeader, TrustedRanges, XForwardedFor,
+};
+#[cfg(feature = "signed")]
+use tower_bouncer::client_ip::{SignedHeader, SigningKeys};
+use tower_bouncer::rate_limit::{ExtractKey, IpKey, Quota, RateLimitLayer};
+
+const USAGE: &str = "\
+tower-bouncer example server
+
+USAGE:
+  cargo run --release --example server -- [OPTIONS]
+
+OPTIONS:
+  --listen ADDR              address to listen on (default 127.0.0.1:3000)
+  --source SPEC              repeatable; several form a chain, the first that resolves wins.
+                             SPEC: peer | xff | xff-hops:N | forwarded | forwarded-hops:N |
+                                   header:NAME | signed:NAME          (default: peer)
+  --trust RANGE              repeatable: a CIDR or address, or loopback | private | cgnat |
+                             cloudflare | any. The proxies whose headers are believed.
+  --signing-key KID:SECRET   repeatable (key rotation); SECRET is base64url, >= 32 bytes
+  --on-unresolved peer|reject      default reject
+  --quota N/s | N/min | N/h  rate limit per client; no limit when absent
+  --burst N                  default N
+  --ipv6-prefix LEN          IPv6 clients share a bucket per prefix (default 64)
+  --ipv4-prefix LEN          IPv4 clients share a bucket per prefix (default 32)
+  --hide-retry-after         no timing hint at all in 429 responses
+  --ratelimit-headers        IETF RateLimit-Policy / RateLimit fields
+  -h, --help                 this text
+
+ENDPOINTS:
+  GET /         {\"ip\":\"203.0.113.7\",\"source\":\"xff\",\"key\":\"203.0.113.7\"}
+  GET /explain  what each configured source resolves for this request, and why
+";
+
+#[derive(Debug)]
+struct Options {
+    listen: SocketAddr,
+    sources: Vec<String>,
+    trust: TrustedRanges,
+    trust_given: bool,
+    #[cfg_attr(not(feature = "signed"), allow(dead_code))]
+    signing_keys: Vec<String>,
+    on_unresolved: OnUnresolved,
+    quota: Option<Quota>,
+    burst: Option<NonZeroU32>,
+    ipv6_prefix: u8,
+    ipv4_prefix: u8,
+    hide_retry_after: bool,
+    ratelimit_headers: bool,
+}
+
+fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, String> {
+    let mut options = Options {
+        listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
+        sources: Vec::new(),
+        trust: TrustedRanges::new(),
+        trust_given: false,
+        signing_keys: Vec::new(),
+        on_unresolved: OnUnresolved::Reject,
+        quota: None,
+        burst: None,
+        ipv6_prefix: 64,
+        ipv4_prefix: 32,
+        hide_retry_after: false,
+        ratelimit_headers: false,
+    };
+    let mut args = args.into_iter();
+    while let Some(flag) = args.next() {
+        let mut value = |name: &str| {
+            args.next()
+                .ok_or_else(|| format!("{name} needs a value (see --help)"))
+        };
+        match flag.as_str() {
+            "-h" | "--help" => return Ok(None),
+            "--listen" => {
+                let text = value("--listen")?;
+                options.listen = text
+                    .parse()
+                    .map_err(|_| format!("--listen: `{text}` is not an address like 127.0.0.1:3000"))?;
+            }
+            "--source" => options.sources.push(value("--source")?),
+            "--trust" => {
+                let text = value("--trust")?;
+                let ranges = match TrustedRanges::preset(&text) {
+                    Some(preset) => preset,
+                    None => text.parse::<TrustedRanges>().map_err(|error| {
+                        format!("--trust: `{text}` is neither a CIDR nor a preset (loopback, private, cgnat, cloudflare, any): {error}")
+                    })?,
+                };
+                options.trust = std::mem::take(&mut options.trust).with(ranges);
+                options.trust_given = true;
+            }
+            "--signing-key" => options.signing_keys.push(value("--signing-key")?),
+            "--on-unresolved" => {
+                options.on_unresolved = match value("--on-unresolved")?.as_str() {
+                    "peer" => OnUnresolved::FallbackToPeer,
+                    "reject" => OnUnresolved::Reject,
+                    other => return Err(format!("--on-unresolved: `{other}` is not `peer` or `reject`")),
+                }
+            }
+            "--quota" => {
+                if options.quota.is_some() {
+                    return Err("--quota: several windows at once are not supported yet; give one --quota".into());
+                }
+                let text = value("--quota")?;
+                options.quota = Some(text.parse().map_err(|error| format!("--quota: {error}"))?);
+            }
+            "--burst" => {
+                let text = value("--burst")?;
+                options.burst = Some(
+                    text.parse()
+                        .map_err(|_| format!("--burst: `{text}` is not a whole number >= 1"))?,
+                );
+            }
+            "--ipv6-prefix" => options.ipv6_prefix = parse_prefix("--ipv6-prefix", &value("--ipv6-prefix")?, 128)?,
+            "--ipv4-prefix" => options.ipv4_prefix = parse_prefix("--ipv4-prefix", &value("--ipv4-prefix")?, 32)?,
+            "--hide-retry-after" => options.hide_retry_after = true,
+            "--ratelimit-headers" => options.ratelimit_headers = true,
+            "--redis" | "--redis-failure" | "--proxy-protocol" => {
+                return Err(format!("{flag} is part of the contract but not available in this build yet"))
+            }
+            other => return Err(format!("unknown option `{other}` (see --help)")),
+        }
+    }
+    if options.sources.is_empty() {
+        options.sources.push("peer".to_owned());
+    }
+    if options.burst.is_some() && options.quota.is_none() {
+        return Err("--burst needs a --quota".into());
+    }
+    Ok(Some(options))
+}
+
+fn parse_prefix(flag: &str, text: &str, max: u8) -> Result<u8, String> {
+    match text.parse::<u8>() {
+        Ok(len) if (1..=max).contains(&len) => Ok(len),
+        _ => Err(format!("{flag}: `{text}` is not a prefix length between 1 and {max}")),
+    }
+}
+
+/// One configured source, with the spec it was built from (for `/explain`).
+#[derive(Debug)]
+struct NamedSource {
+    spec: String,
+    source: Arc<dyn ResolveClientIp>,
+}
+
+fn build_sources(options: &Options) -> Result<Vec<NamedSource>, String> {
+    let trust = || options.trust.clone();
+    let need_trust = |spec: &str| -> Result<(), String> {
+        if options.trust_given {
+            Ok(())
+        } else {
+            Err(format!(
+                "--source {spec} reads a header only from trusted proxies: give --trust with your proxy's addresses (or --trust any if only your proxy can reach this server)"
+            ))
+        }
+    };
+    let hops = |spec: &str, text: &str| -> Result<u32, String> {
+        text.parse::<u32>()
+            .map_err(|_| format!("--source {spec}: `{text}` is not a hop count"))
+    };
+    let mut sources = Vec::new();
+    for spec in &options.sources {
+        let (kind, argument) = match spec.split_once(':') {
+            Some((kind, argument)) => (kind, Some(argument)),
+            None => (spec.as_str(), None),
+        };
+        let source: Arc<dyn ResolveClientIp> = match (kind, argument) {
+            ("peer", None) => Arc::new(SocketPeer::new()),
+            ("xff", None) => {
+                need_trust(spec)?;
+                Arc::new(XForwardedFor::rightmost_untrusted(trust()))
+            }
+            ("xff-hops", Some(n)) => {
+                need_trust(spec)?;
+                Arc::new(XForwardedFor::hop_count(hops(spec, n)?, trust()).map_err(|e| format!("--source {spec}: {e}"))?)
+            }
+            ("forwarded", None) => {
+                need_trust(spec)?;
+                Arc::new(Forwarded::rightmost_untrusted(trust()))
+            }
+            ("forwarded-hops", Some(n)) => {
+                need_trust(spec)?;
+                Arc::new(Forwarded::hop_count(hops(spec, n)?, trust()).map_err(|e| format!("--source {spec}: {e}"))?)
+            }
+            ("header", Some(name)) => {
+                need_trust(spec)?;
+                Arc::new(TrustedHeader::from_name(name, trust()).map_err(|e| format!("--source {spec}: {e}"))?)
+            }
+            #[cfg(feature = "signed")]
+            ("signed", Some(name)) => {
+                if options.signing_keys.is_empty() {
+                    return Err(format!("--source {spec} needs at least one --signing-key KID:SECRET"));
+                }
+                let mut keys = SigningKeys::new();
+                for text in &options.signing_keys {
+                    keys = keys.with_kid_secret(text).map_err(|e| format!("--signing-key: {e}"))?;
+                }
+                Arc::new(SignedHeader::from_name(name, keys).map_err(|e| format!("--source {spec}: {e}"))?)
+            }
+            _ => return Err(format!("--source: `{spec}` is not one of peer | xff | xff-hops:N | forwarded | forwarded-hops:N | header:NAME | signed:NAME")),
+        };
+        sources.push(NamedSource { spec: spec.clone(), source });
+    }
+    Ok(sources)
+}
+
+#[derive(Debug)]
+struct App {
+    sources: Vec<NamedSource>,
+    key: IpKey,
+}
+
+fn json_response(status: StatusCode, body: Value) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
+fn key_text(app: &App, request: &Request) -> Value {
+    match app.key.extract_key(&RequestView::new(request)) {
+        Some(key) => Value::String(key.to_string()),
+        None => Value::Null,
+    }
+}
+
+async fn root(app: Arc<App>, request: Request) -> Response {
+    let Some(client) = request.extensions().get::<ClientIp>().copied() else {
+        return json_response(StatusCode::INTERNAL_SERVER_ERROR, json!({"error": "no client ip"}));
+    };
+    let mut body = json!({
+        "ip": client.ip().to_string(),
+        "source": client.source().as_str(),
+        "key": key_text(&app, &request),
+    });
+    if client.is_fallback() {
+        body["fallback"] = Value::Bool(true);
+    }
+    json_response(StatusCode::OK, body)
+}
+
+async fn explain(app: Arc<App>, request: Request) -> Response {
+    let view = RequestView::new(&request);
+    let mut steps = Vec::new();
+    let mut decided = false;
+    for named in &app.sources {
+        let resolution = named.source.resolve(&view);
+        let (outcome, detail) = match resolution {
+            Resolution::Resolved { ip, source } => (
+                "resolved",
+                json!({"ip": ip.to_string(), "source": source.as_str()}),
+            ),
+            Resolution::Absent(reason) => (
+                "absent",
+                json!({"reason": reason.code(), "why": reason.to_string()}),
+            ),
+            Resolution::Untrustworthy(reason) => (
+                "untrustworthy",
+                json!({"reason": reason.code(), "why": reason.to_string()}),
+            ),
+            _ => ("unknown", Value::Null),
+        };
+        let mut step = json!({"source": named.spec, "outcome": outcome, "used": !decided && outcome != "absent"});
+        if let (Value::Object(step), Value::Object(detail)) = (&mut step, detail) {
+            step.extend(detail);
+        }
+        if outcome != "absent" {
+            decided = true;
+        }
+        steps.push(step);
+    }
+    let client = request.extensions().get::<ClientIp>().copied();
+    let forwarding: Vec<Value> = request
+        .headers()
+        .iter()
+        .filter(|(name, _)| FORWARDING_HEADERS.contains(&name.as_str()))
+        .map(|(name, value)| json!({"name": name.as_str(), "value": String::from_utf8_lossy(value.as_bytes())}))
+        .collect();
+    let body = json!({
+        "peer": view.peer().map(|peer| peer.to_string()),
+        "forwarding_headers": forwarding,
+        "sources": steps,
+        "result": client.map(|client| json!({
+            "ip": client.ip().to_string(),
+            "source": client.source().as_str(),
+            "fallback": client.is_fallback(),
+        })),
+        "key": key_text(&app, &request),
+    });
+    json_response(StatusCode::OK, body)
+}
+
+const FORWARDING_HEADERS: &[&str] = &[
+    "x-forwarded-for",
+    "forwarded",
+    "x-real-ip",
+    "cf-connecting-ip",
+    "cf-connecting-ipv6",
+    "true-client-ip",
+    "fastly-client-ip",
+    "fly-client-ip",
+    "cloudfront-viewer-address",
+];
+
+fn build_router(options: &Options) -> Result<Router, String> {
+    let sources = build_sources(options)?;
+    let mut chain = Chain::new();
+    for named in &sources {
+        chain = chain.then(Arc::clone(&named.source));
+    }
+    let client_ip = ClientIpLayer::new(chain).on_unresolved(options.on_unresolved);
+    let key = IpKey::new()
+        .ipv6_prefix(options.ipv6_prefix)
+        .and_then(|key| key.ipv4_prefix(options.ipv4_prefix))
+        .map_err(|e| e.to_string())?;
+    let app = Arc::new(App { sources, key: key.clone() });
+
+    let root_app = Arc::clone(&app);
+    let explain_app = Arc::clone(&app);
+    let mut router = Router::new()
+        .route("/", get(move |request: Request| root(Arc::clone(&root_app), request)))
+        .route(
+            "/explain",
+            get(move |request: Request| explain(Arc::clone(&explain_app), request)),
+        );
+    if let Some(mut quota) = options.quota {
+        if let Some(burst) = options.burst {
+            quota = quota.allow_burst(burst);
+        }
+        let limit = RateLimitLayer::builder(quota)
+            .key(key)
+            .hide_timing(options.hide_retry_after)
+            .ratelimit_headers(options.ratelimit_headers)
+            .build()
+            .map_err(|e| format!("--quota: {e}"))?;
+        router = router.layer(limit);
+    }
+    Ok(router.layer(client_ip))
+}
+
+fn main() -> ExitCode {
+    let options = match parse_args(std::env::args().skip(1)) {
+        Ok(Some(options)) => options,
+        Ok(None) => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let router = match build_router(&options) {
+        Ok(router) => router,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let listener = match tokio::net::TcpListener::bind(options.listen).await {
+            Ok(listener) => listener,
+            Err(error) => {
+                eprintln!("error: cannot listen on {}: {error}", options.listen);
+                return ExitCode::FAILURE;
+            }
+        };
+        match listener.local_addr() {
+            Ok(addr) => println!("listening on {addr}"),
+            Err(error) => eprintln!("warning: local address unknown: {error}"),
+        }
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        match axum::serve(listener, service).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("error: server stopped: {error}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
