@@ -54,21 +54,8 @@ const MAX_ZONE_LEN: usize = 64;
 ///
 /// `None` for anything else, including addresses no client can have.
 pub(crate) fn parse_entry(bytes: &[u8]) -> Option<IpAddr> {
-    // One pass: every byte visible ASCII; count the colons, note a `%`.
-    let mut colons = 0_usize;
-    let mut last_colon = 0;
-    let mut percent = false;
-    for (index, &byte) in bytes.iter().enumerate() {
-        match byte {
-            b':' => {
-                colons += 1;
-                last_colon = index;
-            }
-            b'%' => percent = true,
-            byte if !byte.is_ascii_graphic() => return None,
-            _ => {}
-        }
-    }
+    // Every piece below is checked by a strict parser (std's address parsers, the port and
+    // zone rules), none of which accepts a byte outside visible ASCII: no separate pass needed.
     let ip = match bytes.first()? {
         b'[' => {
             // `[v6]` or `[v6]:port`, the zone inside the brackets.
@@ -80,16 +67,17 @@ pub(crate) fn parse_entry(bytes: &[u8]) -> Option<IpAddr> {
             }
             parse_v6_with_zone(inside)?
         }
-        // An unbracketed IPv6 with a zone: no port possible.
-        _ if percent => parse_v6_with_zone(bytes)?,
-        _ => match colons {
+        _ => match bytes.iter().filter(|&&byte| byte == b':').count() {
+            // A `%` here is a zone on IPv4: std's parser rejects it.
             0 => IpAddr::V4(parse_v4(bytes)?),
             // IPv6 has at least two colons: one colon is `v4:port`.
             1 => {
-                parse_port(&bytes[last_colon + 1..])?;
-                IpAddr::V4(parse_v4(&bytes[..last_colon])?)
+                let colon = bytes.iter().position(|&byte| byte == b':')?;
+                parse_port(&bytes[colon + 1..])?;
+                IpAddr::V4(parse_v4(&bytes[..colon])?)
             }
-            _ => IpAddr::V6(parse_v6(bytes)?).to_canonical(),
+            // An unbracketed IPv6 address, with or without a zone: never a port.
+            _ => parse_v6_with_zone(bytes)?,
         },
     };
     client_address(ip)

@@ -270,6 +270,9 @@ fn read_for(value: Value<'_>, position: u32) -> Result<IpAddr, Reason> {
     let mut buffer = [0_u8; MAX_VALUE_LEN];
     let node: &[u8] = match value {
         Value::Token(token) => token,
+        Value::Quoted(quoted) if quoted.len() > MAX_VALUE_LEN => return Err(invalid),
+        // Nothing to unescape: read it in place.
+        Value::Quoted(quoted) if !quoted.contains(&b'\\') => quoted,
         Value::Quoted(quoted) => {
             let mut len = 0;
             let mut escaped = false;
