@@ -221,6 +221,8 @@ impl fmt::Display for Reason {
     }
 }
 
+mod chain;
 mod peer;
 
+pub use chain::Chain;
 pub use peer::SocketPeer;
