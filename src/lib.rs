@@ -3,6 +3,7 @@
 //!
 //! The crate docs are completed as the modules land; see [`client_ip`].
 #![cfg_attr(docsrs, feature(doc_cfg))]
+#![forbid(unsafe_code)]
 
 pub mod client_ip;
 mod error;

@@ -16,8 +16,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket};
 use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
 use tower_bouncer::client_ip::{
-    Chain, ClientIp, ClientIpLayer, ClientIpService, OnUnresolved, PeerAddr, Reason,
-    RequestView, Resolution, ResolveClientIp, ResponseFuture, SocketPeer, SourceKind,
+    Chain, ClientIp, ClientIpLayer, ClientIpService, OnUnresolved, PeerAddr, Reason, RequestView,
+    Resolution, ResolveClientIp, ResponseFuture, SocketPeer, SourceKind,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -76,13 +76,14 @@ fn describe(client: Option<&ClientIp>) -> String {
 async fn through_layer(layer: ClientIpLayer, request: Request<()>) -> (StatusCode, String, usize) {
     let inner_calls = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&inner_calls);
-    let service = ServiceBuilder::new()
-        .layer(layer)
-        .service(service_fn(move |request: Request<()>| {
-            counter.fetch_add(1, Ordering::SeqCst);
-            let body = describe(request.extensions().get::<ClientIp>());
-            async move { Ok::<_, Infallible>(Response::new(body)) }
-        }));
+    let service =
+        ServiceBuilder::new()
+            .layer(layer)
+            .service(service_fn(move |request: Request<()>| {
+                counter.fetch_add(1, Ordering::SeqCst);
+                let body = describe(request.extensions().get::<ClientIp>());
+                async move { Ok::<_, Infallible>(Response::new(body)) }
+            }));
     let response = service.oneshot(request).await.unwrap();
     let status = response.status();
     (
@@ -130,7 +131,15 @@ fn assert_reject_body(body: &str) {
     assert_eq!(object.len(), 1, "{body}");
     assert!(object["error"].is_string(), "{body}");
     for internal in [
-        "header", "peer", "trusted", "xff", "forwarded", "192.0", "duplicate", "missing", "reason",
+        "header",
+        "peer",
+        "trusted",
+        "xff",
+        "forwarded",
+        "192.0",
+        "duplicate",
+        "missing",
+        "reason",
     ] {
         assert!(
             !body.to_ascii_lowercase().contains(internal),
@@ -143,11 +152,12 @@ fn assert_reject_body(body: &str) {
 async fn reject_answers_400_json_naming_no_internals_when_absent() {
     let (source, _) = Fixed::new(Resolution::Absent(Reason::HeaderMissing));
     let layer = ClientIpLayer::new(source).on_unresolved(OnUnresolved::Reject);
-    let service = ServiceBuilder::new()
-        .layer(layer)
-        .service(service_fn(|_request: Request<()>| async {
-            Ok::<_, Infallible>(Response::new(String::from("inner ran")))
-        }));
+    let service =
+        ServiceBuilder::new()
+            .layer(layer)
+            .service(service_fn(|_request: Request<()>| async {
+                Ok::<_, Infallible>(Response::new(String::from("inner ran")))
+            }));
     let response = service
         .oneshot(request_from(Some(peer(v4(192, 0, 2, 10)))))
         .await
@@ -182,7 +192,8 @@ async fn fallback_to_peer_flags_the_peer_as_fallback() {
         let (source, _) = Fixed::new(answer);
         let layer = ClientIpLayer::new(source).on_unresolved(OnUnresolved::FallbackToPeer);
         let mapped_peer: IpAddr = "::ffff:192.0.2.10".parse().unwrap();
-        let (status, body, calls) = through_layer(layer, request_from(Some(peer(mapped_peer)))).await;
+        let (status, body, calls) =
+            through_layer(layer, request_from(Some(peer(mapped_peer)))).await;
         assert_eq!(status, StatusCode::OK, "{answer:?}");
         assert_eq!(body, "192.0.2.10 peer true", "{answer:?}");
         assert_eq!(calls, 1);
@@ -210,11 +221,15 @@ async fn socket_peer_without_peer_and_reject_is_400() {
 
 #[tokio::test]
 async fn an_existing_client_ip_is_kept_and_the_source_not_asked() {
-    let (source, asked) = Fixed::new(Resolution::resolved(v4(198, 51, 100, 1), SourceKind::Header));
+    let (source, asked) = Fixed::new(Resolution::resolved(
+        v4(198, 51, 100, 1),
+        SourceKind::Header,
+    ));
     let mut request = request_from(Some(peer(v4(192, 0, 2, 10))));
-    request
-        .extensions_mut()
-        .insert(ClientIp::new(v4(203, 0, 113, 99), SourceKind::Custom("outer")));
+    request.extensions_mut().insert(ClientIp::new(
+        v4(203, 0, 113, 99),
+        SourceKind::Custom("outer"),
+    ));
     let (status, body, _) = through_layer(ClientIpLayer::new(source), request).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body, "203.0.113.99 outer false");
@@ -262,7 +277,9 @@ async fn axum_body_works_as_the_response_body() {
         }));
     let response = service.oneshot(request_from(None)).await.unwrap();
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-    let bytes = axum::body::to_bytes(response.into_body(), 1024).await.unwrap();
+    let bytes = axum::body::to_bytes(response.into_body(), 1024)
+        .await
+        .unwrap();
     assert_reject_body(std::str::from_utf8(&bytes).unwrap());
 }
 
@@ -383,8 +400,7 @@ async fn axum_server_optional_extractor_sees_the_layer_value() {
         .route("/optional", get(show_optional))
         .layer(ClientIpLayer::new(SocketPeer::new()));
     let server = serve(app).await;
-    let (status, body) =
-        http_get(server, Ipv4Addr::new(127, 0, 0, 5), "/optional", "").await;
+    let (status, body) = http_get(server, Ipv4Addr::new(127, 0, 0, 5), "/optional", "").await;
     assert_eq!(status, 200);
     assert_eq!(body, "127.0.0.5 peer false");
 }
@@ -396,9 +412,9 @@ async fn axum_server_reject_and_fallback_policies() {
     let reject = Router::new()
         .route("/", get(show))
         .layer(ClientIpLayer::from_arc(Arc::clone(&source)));
-    let fallback = Router::new().route("/", get(show)).layer(
-        ClientIpLayer::from_arc(source).on_unresolved(OnUnresolved::FallbackToPeer),
-    );
+    let fallback = Router::new()
+        .route("/", get(show))
+        .layer(ClientIpLayer::from_arc(source).on_unresolved(OnUnresolved::FallbackToPeer));
     let reject = serve(reject).await;
     let fallback = serve(fallback).await;
     let from = Ipv4Addr::new(127, 0, 0, 9);
