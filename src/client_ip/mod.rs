@@ -16,6 +16,6 @@ pub use extract::MissingClientIp;
 pub use layer::{ClientIpLayer, OnUnresolved};
 pub use request::{PeerAddr, RequestView};
 pub use service::{ClientIpService, ResponseFuture};
-pub use source::Chain;
+pub use source::{Chain, TrustedHeader};
 pub use source::{Reason, Resolution, ResolveClientIp, SocketPeer};
 pub use value::{ClientIp, SourceKind};

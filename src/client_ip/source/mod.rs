@@ -222,7 +222,9 @@ impl fmt::Display for Reason {
 }
 
 mod chain;
+mod header;
 mod peer;
 
 pub use chain::Chain;
+pub use header::TrustedHeader;
 pub use peer::SocketPeer;
