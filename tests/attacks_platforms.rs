@@ -14,13 +14,16 @@ use tower_bouncer::client_ip::{
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
+/// Request headers: name and raw value bytes, in order.
+type Headers = [(&'static str, &'static [u8])];
+
 const INVALID: Reason = Reason::InvalidEntry { position: 1 };
 
 fn ip(text: &str) -> IpAddr {
     text.parse().unwrap()
 }
 
-fn build(peer: Option<SocketAddr>, headers: &[(&'static str, &[u8])]) -> Request<()> {
+fn build(peer: Option<SocketAddr>, headers: &Headers) -> Request<()> {
     let mut request = Request::new(());
     if let Some(peer) = peer {
         request.extensions_mut().insert(PeerAddr(peer));
@@ -40,7 +43,7 @@ fn from(peer: &str) -> Option<SocketAddr> {
 fn resolve(
     source: &dyn ResolveClientIp,
     peer: Option<SocketAddr>,
-    headers: &[(&'static str, &[u8])],
+    headers: &Headers,
 ) -> Resolution {
     let request = build(peer, headers);
     source.resolve(&RequestView::new(&request))
@@ -55,23 +58,24 @@ fn header(ip_text: &str) -> Resolution {
 async fn through_layer(
     layer: ClientIpLayer,
     peer: Option<SocketAddr>,
-    headers: &[(&'static str, &[u8])],
+    headers: &Headers,
 ) -> (StatusCode, String) {
-    let service = ServiceBuilder::new()
-        .layer(layer)
-        .service(service_fn(|request: Request<()>| async move {
-            let client = request.extensions().get::<ClientIp>().copied();
-            let body = match client {
-                Some(client) => format!(
-                    "{} {} {}",
-                    client.ip(),
-                    client.source(),
-                    client.is_fallback()
-                ),
-                None => "none".to_owned(),
-            };
-            Ok::<_, Infallible>(Response::new(body))
-        }));
+    let service =
+        ServiceBuilder::new()
+            .layer(layer)
+            .service(service_fn(|request: Request<()>| async move {
+                let client = request.extensions().get::<ClientIp>().copied();
+                let body = match client {
+                    Some(client) => format!(
+                        "{} {} {}",
+                        client.ip(),
+                        client.source(),
+                        client.is_fallback()
+                    ),
+                    None => "none".to_owned(),
+                };
+                Ok::<_, Infallible>(Response::new(body))
+            }));
     let response = service.oneshot(build(peer, headers)).await.unwrap();
     (response.status(), response.into_body())
 }
@@ -80,12 +84,32 @@ async fn through_layer(
 fn presets() -> Vec<(TrustedHeader, &'static str, &'static str)> {
     let proxies = || TrustedRanges::private();
     vec![
-        (TrustedHeader::cf_connecting_ip(), "cf-connecting-ip", "173.245.48.1"),
-        (TrustedHeader::cf_connecting_ipv6(), "cf-connecting-ipv6", "2400:cb00::1"),
+        (
+            TrustedHeader::cf_connecting_ip(),
+            "cf-connecting-ip",
+            "173.245.48.1",
+        ),
+        (
+            TrustedHeader::cf_connecting_ipv6(),
+            "cf-connecting-ipv6",
+            "2400:cb00::1",
+        ),
         (TrustedHeader::x_real_ip(proxies()), "x-real-ip", "10.0.0.5"),
-        (TrustedHeader::true_client_ip(proxies()), "true-client-ip", "10.0.0.5"),
-        (TrustedHeader::fastly_client_ip(proxies()), "fastly-client-ip", "10.0.0.5"),
-        (TrustedHeader::fly_client_ip(proxies()), "fly-client-ip", "10.0.0.5"),
+        (
+            TrustedHeader::true_client_ip(proxies()),
+            "true-client-ip",
+            "10.0.0.5",
+        ),
+        (
+            TrustedHeader::fastly_client_ip(proxies()),
+            "fastly-client-ip",
+            "10.0.0.5",
+        ),
+        (
+            TrustedHeader::fly_client_ip(proxies()),
+            "fly-client-ip",
+            "10.0.0.5",
+        ),
         (
             TrustedHeader::cloudfront_viewer_address(proxies()),
             "cloudfront-viewer-address",
@@ -110,7 +134,12 @@ fn client_value(name: &str) -> (&'static [u8], &'static str) {
 fn attack_03_single_ip_headers_from_an_untrusted_peer_are_ignored() {
     for (source, name, _) in presets() {
         let (value, _) = client_value(name);
-        for peer in ["198.51.100.1", "2001:db8:ffff::1", "127.0.0.1", "::ffff:198.51.100.1"] {
+        for peer in [
+            "198.51.100.1",
+            "2001:db8:ffff::1",
+            "127.0.0.1",
+            "::ffff:198.51.100.1",
+        ] {
             assert_eq!(
                 resolve(&source, from(peer), &[(name, value)]),
                 Resolution::Absent(Reason::PeerNotTrusted),
@@ -119,7 +148,11 @@ fn attack_03_single_ip_headers_from_an_untrusted_peer_are_ignored() {
         }
         // Not read at all: garbage or duplicates from an untrusted peer are no stop either.
         assert_eq!(
-            resolve(&source, from("198.51.100.1"), &[(name, b"garbage"), (name, b"x")]),
+            resolve(
+                &source,
+                from("198.51.100.1"),
+                &[(name, b"garbage"), (name, b"x")]
+            ),
             Resolution::Absent(Reason::PeerNotTrusted),
             "{name}"
         );
@@ -128,7 +161,7 @@ fn attack_03_single_ip_headers_from_an_untrusted_peer_are_ignored() {
 
 #[tokio::test]
 async fn attack_03_spoofed_header_through_the_layer_rejects_or_falls_back_to_the_peer() {
-    let headers: &[(&'static str, &[u8])] = &[
+    let headers: &Headers = &[
         ("x-real-ip", b"203.0.113.7"),
         ("cf-connecting-ip", b"203.0.113.7"),
         ("true-client-ip", b"203.0.113.7"),
@@ -141,7 +174,8 @@ async fn attack_03_spoofed_header_through_the_layer_rejects_or_falls_back_to_the
             .then(TrustedHeader::true_client_ip(TrustedRanges::loopback()))
             .then(TrustedHeader::fly_client_ip(TrustedRanges::loopback()))
     };
-    let (status, _) = through_layer(ClientIpLayer::new(source()), from("198.51.100.1"), headers).await;
+    let (status, _) =
+        through_layer(ClientIpLayer::new(source()), from("198.51.100.1"), headers).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let layer = ClientIpLayer::new(source()).on_unresolved(OnUnresolved::FallbackToPeer);
     let (status, body) = through_layer(layer, from("198.51.100.1"), headers).await;
@@ -178,7 +212,7 @@ async fn attack_04_trusted_peer_without_the_header_is_absent_and_the_chain_goes_
 #[tokio::test]
 async fn attack_05_unspecified_or_missing_peer_is_never_trusted() {
     let everyone = TrustedHeader::x_real_ip(TrustedRanges::any());
-    let value: &[(&'static str, &[u8])] = &[("x-real-ip", b"203.0.113.7")];
+    let value: &Headers = &[("x-real-ip", b"203.0.113.7")];
     for unspecified in ["0.0.0.0", "::", "::ffff:0.0.0.0"] {
         assert_eq!(
             resolve(&everyone, from(unspecified), value),
@@ -192,7 +226,9 @@ async fn attack_05_unspecified_or_missing_peer_is_never_trusted() {
     );
     assert!(Reason::NoPeer.to_string().contains("connect info"));
     // The socket peer itself never answers an unspecified address.
-    assert!(resolve(&SocketPeer::new(), from("0.0.0.0"), &[]).ip().is_none());
+    assert!(resolve(&SocketPeer::new(), from("0.0.0.0"), &[])
+        .ip()
+        .is_none());
     assert!(resolve(&SocketPeer::new(), from("::"), &[]).ip().is_none());
     // No peer at all with the fallback policy: a 500 that names what is missing.
     let layer = ClientIpLayer::new(everyone).on_unresolved(OnUnresolved::FallbackToPeer);
@@ -204,7 +240,7 @@ async fn attack_05_unspecified_or_missing_peer_is_never_trusted() {
 #[test]
 fn attack_06_dual_stack_peer_matches_v4_ranges_and_zones_give_no_bypass() {
     let source = TrustedHeader::x_real_ip("10.0.0.0/8".parse().unwrap());
-    let value: &[(&'static str, &[u8])] = &[("x-real-ip", b"203.0.113.7")];
+    let value: &Headers = &[("x-real-ip", b"203.0.113.7")];
     assert_eq!(
         resolve(&source, from("::ffff:10.0.0.5"), value),
         header("203.0.113.7")
@@ -215,7 +251,12 @@ fn attack_06_dual_stack_peer_matches_v4_ranges_and_zones_give_no_bypass() {
     );
     // A zone (scope id) on the peer changes nothing, either way.
     let zoned = |text: &str| {
-        Some(SocketAddr::V6(SocketAddrV6::new(text.parse().unwrap(), 40_000, 0, 7)))
+        Some(SocketAddr::V6(SocketAddrV6::new(
+            text.parse().unwrap(),
+            40_000,
+            0,
+            7,
+        )))
     };
     assert_eq!(
         resolve(&source, zoned("::ffff:10.0.0.5"), value),
@@ -238,7 +279,7 @@ fn attack_06_dual_stack_peer_matches_v4_ranges_and_zones_give_no_bypass() {
 
 #[tokio::test]
 async fn attack_07_headers_not_configured_are_never_read() {
-    let every_other: &[(&'static str, &[u8])] = &[
+    let every_other: &Headers = &[
         ("x-forwarded-for", b"203.0.113.1"),
         ("forwarded", b"for=203.0.113.2"),
         ("cf-connecting-ip", b"203.0.113.3"),
@@ -272,7 +313,11 @@ fn attack_09_underscore_look_alike_is_not_the_header() {
     );
     let cloudflare = TrustedHeader::cf_connecting_ip();
     assert_eq!(
-        resolve(&cloudflare, from("173.245.48.1"), &[("cf_connecting_ip", b"203.0.113.7")]),
+        resolve(
+            &cloudflare,
+            from("173.245.48.1"),
+            &[("cf_connecting_ip", b"203.0.113.7")]
+        ),
         Resolution::Absent(Reason::HeaderMissing)
     );
 }
@@ -293,14 +338,21 @@ fn attack_18_single_ip_header_sent_twice_is_untrustworthy_never_the_first() {
         }
         // And one line is fine.
         let (_, expected) = client_value(name);
-        assert_eq!(resolve(&source, from(peer), &[(name, value)]), header(expected));
+        assert_eq!(
+            resolve(&source, from(peer), &[(name, value)]),
+            header(expected)
+        );
     }
 }
 
 #[test]
 fn attack_18_a_list_in_a_single_ip_header_is_untrustworthy() {
     for (source, name, peer) in presets() {
-        for list in [&b"203.0.113.7, 198.51.100.1"[..], b"203.0.113.7,", b",203.0.113.7"] {
+        for list in [
+            &b"203.0.113.7, 198.51.100.1"[..],
+            b"203.0.113.7,",
+            b",203.0.113.7",
+        ] {
             assert_eq!(
                 resolve(&source, from(peer), &[(name, list)]),
                 Resolution::Untrustworthy(INVALID),
@@ -314,7 +366,12 @@ fn attack_18_a_list_in_a_single_ip_header_is_untrustworthy() {
 #[test]
 fn attack_23_non_ascii_in_a_single_ip_header_is_invalid_without_panic() {
     for (source, name, peer) in presets() {
-        for bytes in [&b"203.0.113.\xe9"[..], b"\xff\xfe\xfd", b"\x80", b"203.0.113.7\xa0"] {
+        for bytes in [
+            &b"203.0.113.\xe9"[..],
+            b"\xff\xfe\xfd",
+            b"\x80",
+            b"203.0.113.7\xa0",
+        ] {
             assert_eq!(
                 resolve(&source, from(peer), &[(name, bytes)]),
                 Resolution::Untrustworthy(INVALID),
@@ -335,8 +392,14 @@ async fn attack_46_garbage_or_duplicate_trusted_header_stops_the_chain() {
             .then(TrustedHeader::x_real_ip("173.245.48.0/20".parse().unwrap()))
             .then(SocketPeer::new())
     };
-    let cases: &[(&[(&'static str, &[u8])], Reason)] = &[
-        (&[("cf-connecting-ip", b"garbage"), ("x-real-ip", b"203.0.113.7")], INVALID),
+    let cases: &[(&Headers, Reason)] = &[
+        (
+            &[
+                ("cf-connecting-ip", b"garbage"),
+                ("x-real-ip", b"203.0.113.7"),
+            ],
+            INVALID,
+        ),
         (&[("cf-connecting-ip", b"")], INVALID),
         (
             &[
@@ -353,12 +416,17 @@ async fn attack_46_garbage_or_duplicate_trusted_header_stops_the_chain() {
             Resolution::Untrustworthy(*reason)
         );
         // Through the layer: rejected, never the weaker X-Real-IP or the peer.
-        let (status, _) = through_layer(ClientIpLayer::new(chain()), from("173.245.48.1"), headers).await;
+        let (status, _) =
+            through_layer(ClientIpLayer::new(chain()), from("173.245.48.1"), headers).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
     }
     // Absent (header missing) does go on to the next source.
     assert_eq!(
-        resolve(&chain(), from("173.245.48.1"), &[("x-real-ip", b"203.0.113.7")]),
+        resolve(
+            &chain(),
+            from("173.245.48.1"),
+            &[("x-real-ip", b"203.0.113.7")]
+        ),
         header("203.0.113.7")
     );
 }
@@ -369,7 +437,7 @@ async fn attack_46_garbage_or_duplicate_trusted_header_stops_the_chain() {
 #[test]
 fn attack_38_cf_connecting_ip_only_from_cloudflare_ranges_v4_and_v6() {
     let source = TrustedHeader::cf_connecting_ip();
-    let value: &[(&'static str, &[u8])] = &[("cf-connecting-ip", b"203.0.113.7")];
+    let value: &Headers = &[("cf-connecting-ip", b"203.0.113.7")];
     // First and last addresses of Cloudflare ranges, IPv4, IPv6 and IPv4-mapped.
     for peer in [
         "173.245.48.0",
@@ -382,7 +450,11 @@ fn attack_38_cf_connecting_ip_only_from_cloudflare_ranges_v4_and_v6() {
         "2a06:98c7:ffff::1",
         "2c0f:f248::1",
     ] {
-        assert_eq!(resolve(&source, from(peer), value), header("203.0.113.7"), "{peer}");
+        assert_eq!(
+            resolve(&source, from(peer), value),
+            header("203.0.113.7"),
+            "{peer}"
+        );
     }
     // Just outside, elsewhere, loopback, private.
     for peer in [
@@ -403,7 +475,11 @@ fn attack_38_cf_connecting_ip_only_from_cloudflare_ranges_v4_and_v6() {
     }
     // An IPv6 client's address in CF-Connecting-IP.
     assert_eq!(
-        resolve(&source, from("2606:4700::1"), &[("cf-connecting-ip", b"2001:db8::9")]),
+        resolve(
+            &source,
+            from("2606:4700::1"),
+            &[("cf-connecting-ip", b"2001:db8::9")]
+        ),
         header("2001:db8::9")
     );
 }
@@ -417,7 +493,13 @@ fn attack_38_pseudo_ipv4_prefers_cf_connecting_ipv6_and_only_then() {
         resolve(
             &source,
             edge,
-            &[("cf-connecting-ip", b"240.16.0.1"), ("cf-connecting-ipv6", b"2400:cb00:f00d:dead:beef:1111:2222:3333")]
+            &[
+                ("cf-connecting-ip", b"240.16.0.1"),
+                (
+                    "cf-connecting-ipv6",
+                    b"2400:cb00:f00d:dead:beef:1111:2222:3333"
+                )
+            ]
         ),
         header("2400:cb00:f00d:dead:beef:1111:2222:3333")
     );
@@ -426,7 +508,10 @@ fn attack_38_pseudo_ipv4_prefers_cf_connecting_ipv6_and_only_then() {
         resolve(
             &source,
             edge,
-            &[("cf-connecting-ip", b"203.0.113.7"), ("cf-connecting-ipv6", b"2001:db8::66")]
+            &[
+                ("cf-connecting-ip", b"203.0.113.7"),
+                ("cf-connecting-ipv6", b"2001:db8::66")
+            ]
         ),
         header("203.0.113.7")
     );
@@ -470,7 +555,11 @@ fn attack_39_true_client_ip_and_fastly_presets_warn_loudly() {
     // value is indistinguishable and is believed. The peer check cannot help here.
     let akamai = TrustedHeader::true_client_ip("23.32.0.0/11".parse().unwrap());
     assert_eq!(
-        resolve(&akamai, from("23.32.0.1"), &[("true-client-ip", b"6.6.6.6")]),
+        resolve(
+            &akamai,
+            from("23.32.0.1"),
+            &[("true-client-ip", b"6.6.6.6")]
+        ),
         header("6.6.6.6")
     );
 }
@@ -486,7 +575,10 @@ fn attack_40_fly_client_ip_behind_another_cdn_is_the_cdn_address() {
         resolve(
             &fly,
             fly_proxy,
-            &[("fly-client-ip", b"172.70.1.2"), ("cf-connecting-ip", b"203.0.113.7")]
+            &[
+                ("fly-client-ip", b"172.70.1.2"),
+                ("cf-connecting-ip", b"203.0.113.7")
+            ]
         ),
         header("172.70.1.2")
     );
@@ -528,7 +620,11 @@ fn attack_42_provider_ranges_prove_a_customer_not_my_zone_documented() {
     let source = TrustedHeader::cf_connecting_ip();
     for edge in ["104.16.0.1", "198.41.128.1", "2606:4700::6810:1"] {
         assert_eq!(
-            resolve(&source, from(edge), &[("cf-connecting-ip", b"198.51.100.200")]),
+            resolve(
+                &source,
+                from(edge),
+                &[("cf-connecting-ip", b"198.51.100.200")]
+            ),
             header("198.51.100.200")
         );
     }

@@ -5,7 +5,9 @@ use http::header::GetAll;
 use http::{HeaderName, HeaderValue};
 
 use crate::client_ip::parse::{parse_entry, parse_ip_port_last_colon, trim_ows};
-use crate::client_ip::{Reason, RequestView, Resolution, ResolveClientIp, SourceKind, TrustedRanges};
+use crate::client_ip::{
+    Reason, RequestView, Resolution, ResolveClientIp, SourceKind, TrustedRanges,
+};
 use crate::ConfigError;
 
 const CF_CONNECTING_IP: HeaderName = HeaderName::from_static("cf-connecting-ip");
@@ -14,8 +16,7 @@ const TRUE_CLIENT_IP: HeaderName = HeaderName::from_static("true-client-ip");
 const FASTLY_CLIENT_IP: HeaderName = HeaderName::from_static("fastly-client-ip");
 const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 const FLY_CLIENT_IP: HeaderName = HeaderName::from_static("fly-client-ip");
-const CLOUDFRONT_VIEWER_ADDRESS: HeaderName =
-    HeaderName::from_static("cloudfront-viewer-address");
+const CLOUDFRONT_VIEWER_ADDRESS: HeaderName = HeaderName::from_static("cloudfront-viewer-address");
 
 /// Cloudflare's Pseudo IPv4 addresses are taken from the Class E block `240.0.0.0/4`.
 const PSEUDO_IPV4_FIRST_OCTET_MASK: u8 = 0xf0;
@@ -383,7 +384,10 @@ mod tests {
             (b"2001:DB8:0:0:0:0:0:1", resolved("2001:db8::1")),
             (b"::ffff:203.0.113.7", resolved("203.0.113.7")),
             (b"fe80::1%eth0", resolved("fe80::1")),
-            (b"203.0.113.7, 198.51.100.1", Resolution::Untrustworthy(INVALID)),
+            (
+                b"203.0.113.7, 198.51.100.1",
+                Resolution::Untrustworthy(INVALID),
+            ),
             (b"203.0.113.7,", Resolution::Untrustworthy(INVALID)),
             (b"", Resolution::Untrustworthy(INVALID)),
             (b"unknown", Resolution::Untrustworthy(INVALID)),
@@ -419,7 +423,10 @@ mod tests {
             resolve(&source, Some("::ffff:127.0.0.1"), header),
             resolved("203.0.113.7")
         );
-        assert_eq!(resolve(&source, Some("::1"), header), resolved("203.0.113.7"));
+        assert_eq!(
+            resolve(&source, Some("::1"), header),
+            resolved("203.0.113.7")
+        );
     }
 
     #[test]
@@ -438,7 +445,11 @@ mod tests {
     fn missing_and_duplicate() {
         let source = loopback_real_ip();
         assert_eq!(
-            resolve(&source, Some("127.0.0.1"), &[("x-forwarded-for", b"203.0.113.7")]),
+            resolve(
+                &source,
+                Some("127.0.0.1"),
+                &[("x-forwarded-for", b"203.0.113.7")]
+            ),
             Resolution::Absent(Reason::HeaderMissing)
         );
         assert_eq!(
@@ -490,7 +501,10 @@ mod tests {
                 resolve(
                     &source,
                     peer,
-                    &[("cf-connecting-ip", b"240.16.0.1"), ("cf-connecting-ipv6", bad)]
+                    &[
+                        ("cf-connecting-ip", b"240.16.0.1"),
+                        ("cf-connecting-ipv6", bad)
+                    ]
                 ),
                 Resolution::Untrustworthy(INVALID)
             );
@@ -544,7 +558,10 @@ mod tests {
         let ranges = TrustedRanges::loopback;
         let presets = [
             (TrustedHeader::true_client_ip(ranges()), "true-client-ip"),
-            (TrustedHeader::fastly_client_ip(ranges()), "fastly-client-ip"),
+            (
+                TrustedHeader::fastly_client_ip(ranges()),
+                "fastly-client-ip",
+            ),
             (TrustedHeader::x_real_ip(ranges()), "x-real-ip"),
             (TrustedHeader::fly_client_ip(ranges()), "fly-client-ip"),
         ];
@@ -577,11 +594,15 @@ mod tests {
 
     #[test]
     fn from_name_checks_its_input() {
-        let source = TrustedHeader::from_name("X-Client-Address", TrustedRanges::loopback()).unwrap();
+        let source =
+            TrustedHeader::from_name("X-Client-Address", TrustedRanges::loopback()).unwrap();
         assert_eq!(source.name().as_str(), "x-client-address");
         for bad in ["", "x client", "x-client:", "é"] {
             let error = TrustedHeader::from_name(bad, TrustedRanges::loopback()).unwrap_err();
-            assert!(error.to_string().starts_with("invalid header name"), "{error}");
+            assert!(
+                error.to_string().starts_with("invalid header name"),
+                "{error}"
+            );
         }
         let error = TrustedHeader::from_name("Forwarded", TrustedRanges::loopback()).unwrap_err();
         assert!(error.to_string().contains("forwarded source"), "{error}");
