@@ -19,7 +19,7 @@ use http::{HeaderValue, Request, Response};
 use tower::Service;
 use tower_bouncer::client_ip::{
     Chain, ClientIpLayer, OnUnresolved, PeerAddr, Reason, RequestView, Resolution, ResolveClientIp,
-    SocketPeer,
+    SocketPeer, SourceKind, TrustedHeader, TrustedRanges,
 };
 use tower_layer::Layer;
 
@@ -143,6 +143,85 @@ fn chain_resolves_without_allocating() {
     );
 }
 
+#[test]
+fn trusted_header_resolves_without_allocating() {
+    let real_ip = TrustedHeader::x_real_ip(TrustedRanges::loopback());
+    let loopback = Some(v4(127, 0, 0, 1));
+    let cases: &[(Option<IpAddr>, &[(&'static str, &'static str)], Resolution)] = &[
+        (
+            loopback,
+            &[("x-real-ip", "[2001:db8::7]:443")],
+            Resolution::resolved("2001:db8::7".parse().unwrap(), SourceKind::Header),
+        ),
+        (
+            Some(v4(198, 51, 100, 1)),
+            &[("x-real-ip", "203.0.113.7")],
+            Resolution::Absent(Reason::PeerNotTrusted),
+        ),
+        (loopback, &[], Resolution::Absent(Reason::HeaderMissing)),
+        (
+            loopback,
+            &[("x-real-ip", "203.0.113.7"), ("x-real-ip", "203.0.113.8")],
+            Resolution::Untrustworthy(Reason::DuplicateHeader),
+        ),
+        (
+            loopback,
+            &[("x-real-ip", "203.0.113.7, 203.0.113.8")],
+            Resolution::Untrustworthy(Reason::InvalidEntry { position: 1 }),
+        ),
+    ];
+    for (peer, headers, expected) in cases {
+        let request = request(*peer, headers);
+        assert_eq!(assert_zero_alloc_resolve(&real_ip, &request), *expected);
+    }
+
+    let cloudflare = TrustedHeader::cf_connecting_ip();
+    let edge = Some(v4(173, 245, 48, 1));
+    let plain = request(edge, &[("cf-connecting-ip", "203.0.113.7")]);
+    assert_eq!(
+        assert_zero_alloc_resolve(&cloudflare, &plain).ip(),
+        Some(v4(203, 0, 113, 7))
+    );
+    let pseudo = request(
+        edge,
+        &[
+            ("cf-connecting-ip", "240.16.0.1"),
+            ("cf-connecting-ipv6", "2001:db8::9"),
+        ],
+    );
+    assert_eq!(
+        assert_zero_alloc_resolve(&cloudflare, &pseudo).ip(),
+        Some("2001:db8::9".parse().unwrap())
+    );
+    let cloudfront = TrustedHeader::cloudfront_viewer_address(TrustedRanges::loopback());
+    let viewer = request(
+        loopback,
+        &[("cloudfront-viewer-address", "2001:db8::1:443")],
+    );
+    assert_eq!(
+        assert_zero_alloc_resolve(&cloudfront, &viewer).ip(),
+        Some("2001:db8::1".parse().unwrap())
+    );
+}
+
+#[test]
+fn chain_of_headers_resolves_without_allocating() {
+    let chain = Chain::new()
+        .then(TrustedHeader::cf_connecting_ip())
+        .then(TrustedHeader::x_real_ip(TrustedRanges::loopback()))
+        .then(SocketPeer::new());
+    let through_nginx = request(Some(v4(127, 0, 0, 1)), &[("x-real-ip", "203.0.113.7")]);
+    assert_eq!(
+        assert_zero_alloc_resolve(&chain, &through_nginx).ip(),
+        Some(v4(203, 0, 113, 7))
+    );
+    let stop = request(Some(v4(127, 0, 0, 1)), &[("x-real-ip", "garbage")]);
+    assert_eq!(
+        assert_zero_alloc_resolve(&chain, &stop),
+        Resolution::Untrustworthy(Reason::InvalidEntry { position: 1 })
+    );
+}
+
 /// An inner service that allocates nothing itself.
 #[derive(Clone)]
 struct Inner;
@@ -185,7 +264,11 @@ where
 fn client_ip_service_call_allocates_only_the_extension_box() {
     let peer = Some(v4(192, 0, 2, 10));
     let mut inner = Inner;
-    let mut service = ClientIpLayer::new(Chain::new().then(SocketPeer::new()))
+    let chain = Chain::new()
+        .then(TrustedHeader::cf_connecting_ip())
+        .then(TrustedHeader::x_real_ip(TrustedRanges::loopback()))
+        .then(SocketPeer::new());
+    let mut service = ClientIpLayer::new(chain)
         .on_unresolved(OnUnresolved::FallbackToPeer)
         .layer(Inner);
 

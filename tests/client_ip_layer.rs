@@ -17,7 +17,8 @@ use tokio::net::{TcpListener, TcpSocket};
 use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
 use tower_bouncer::client_ip::{
     Chain, ClientIp, ClientIpLayer, ClientIpService, OnUnresolved, PeerAddr, Reason, RequestView,
-    Resolution, ResolveClientIp, ResponseFuture, SocketPeer, SourceKind,
+    Resolution, ResolveClientIp, ResponseFuture, SocketPeer, SourceKind, TrustedHeader,
+    TrustedRanges,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -440,4 +441,39 @@ async fn axum_router_without_connect_info_and_fallback_is_500() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+}
+
+#[tokio::test]
+async fn axum_server_trusted_header_is_believed_only_from_the_trusted_loopback_address() {
+    // Only 127.0.0.1 is "the proxy"; 127.0.0.2 is a client that reached the server directly.
+    let proxy: TrustedRanges = "127.0.0.1/32".parse().unwrap();
+    let chain = Chain::new()
+        .then(TrustedHeader::x_real_ip(proxy))
+        .then(SocketPeer::new());
+    let app = Router::new()
+        .route("/", get(show))
+        .layer(ClientIpLayer::new(chain));
+    let server = serve(app).await;
+    let proxy = Ipv4Addr::new(127, 0, 0, 1);
+    let client = Ipv4Addr::new(127, 0, 0, 2);
+
+    let (status, body) = http_get(server, proxy, "/", "X-Real-IP: 203.0.113.7\r\n").await;
+    assert_eq!((status, body.as_str()), (200, "203.0.113.7 header false"));
+
+    let (status, body) = http_get(server, client, "/", "X-Real-IP: 203.0.113.7\r\n").await;
+    assert_eq!((status, body.as_str()), (200, "127.0.0.2 peer false"));
+
+    let (status, body) = http_get(server, proxy, "/", "").await;
+    assert_eq!((status, body.as_str()), (200, "127.0.0.1 peer false"));
+
+    // A duplicated header from the proxy stops the chain: 400, never the peer.
+    let (status, body) = http_get(
+        server,
+        proxy,
+        "/",
+        "X-Real-IP: 203.0.113.7\r\nX-Real-IP: 203.0.113.8\r\n",
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_reject_body(&body);
 }

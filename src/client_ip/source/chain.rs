@@ -20,31 +20,34 @@ use crate::client_ip::{Reason, RequestView, Resolution, ResolveClientIp};
 /// Resolving allocates nothing: the sources are kept behind `Arc`s built once.
 ///
 /// ```
-/// use std::net::SocketAddr;
-/// use tower_bouncer::client_ip::{Chain, PeerAddr, RequestView, ResolveClientIp, SocketPeer, SourceKind};
+/// use tower_bouncer::client_ip::{
+///     Chain, ClientIpLayer, PeerAddr, Reason, RequestView, Resolution, ResolveClientIp,
+///     SocketPeer, TrustedHeader, TrustedRanges,
+/// };
 ///
-/// /// Prefers a header set by a test harness, else the socket peer.
-/// #[derive(Debug)]
-/// struct Harness;
-/// # impl ResolveClientIp for Harness {
-/// #     fn resolve(&self, request: &RequestView<'_>) -> tower_bouncer::client_ip::Resolution {
-/// #         match request.headers().get("x-harness").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()) {
-/// #             Some(ip) => tower_bouncer::client_ip::Resolution::resolved(ip, SourceKind::Custom("harness")),
-/// #             None => tower_bouncer::client_ip::Resolution::Absent(tower_bouncer::client_ip::Reason::HeaderMissing),
-/// #         }
-/// #     }
-/// # }
-///
-/// let chain = Chain::new().then(Harness).then(SocketPeer::new());
+/// // Behind nginx on this host when it is there, else clients connect directly.
+/// let chain = Chain::new()
+///     .then(TrustedHeader::x_real_ip(TrustedRanges::loopback()))
+///     .then(SocketPeer::new());
 /// assert_eq!(chain.len(), 2);
 ///
+/// // A client that connects directly: X-Real-IP is not read, the peer answers.
 /// let mut request = http::Request::new(());
-/// let peer: SocketAddr = "192.0.2.10:55000".parse().unwrap();
-/// request.extensions_mut().insert(PeerAddr(peer));
+/// request.headers_mut().insert("x-real-ip", "6.6.6.6".parse()?);
+/// request.extensions_mut().insert(PeerAddr("198.51.100.4:50000".parse()?));
+/// assert_eq!(chain.resolve(&RequestView::new(&request)).ip(), Some("198.51.100.4".parse()?));
 ///
-/// // No harness header: the chain goes on to the socket peer.
-/// let answer = chain.resolve(&RequestView::new(&request));
-/// assert_eq!(answer.ip(), Some(peer.ip()));
+/// // nginx sent X-Real-IP twice: the chain stops there, it does not fall back to the peer.
+/// request.headers_mut().append("x-real-ip", "203.0.113.7".parse()?);
+/// request.extensions_mut().insert(PeerAddr("127.0.0.1:50000".parse()?));
+/// assert_eq!(
+///     chain.resolve(&RequestView::new(&request)),
+///     Resolution::Untrustworthy(Reason::DuplicateHeader),
+/// );
+///
+/// let layer = ClientIpLayer::new(chain);
+/// # let _ = layer;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Default)]
 pub struct Chain {
