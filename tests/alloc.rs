@@ -87,7 +87,10 @@ fn assert_zero_alloc_resolve<B>(source: &dyn ResolveClientIp, request: &Request<
     answer
 }
 
-fn request(peer: Option<IpAddr>, headers: &[(&'static str, &'static str)]) -> Request<()> {
+/// Request headers: name and value, in order.
+type Headers = [(&'static str, &'static str)];
+
+fn request(peer: Option<IpAddr>, headers: &Headers) -> Request<()> {
     let mut request = Request::new(());
     if let Some(ip) = peer {
         request
@@ -147,7 +150,7 @@ fn chain_resolves_without_allocating() {
 fn trusted_header_resolves_without_allocating() {
     let real_ip = TrustedHeader::x_real_ip(TrustedRanges::loopback());
     let loopback = Some(v4(127, 0, 0, 1));
-    let cases: &[(Option<IpAddr>, &[(&'static str, &'static str)], Resolution)] = &[
+    let cases: &[(Option<IpAddr>, &Headers, Resolution)] = &[
         (
             loopback,
             &[("x-real-ip", "[2001:db8::7]:443")],
