@@ -18,7 +18,7 @@ pub use extract::MissingClientIp;
 pub use layer::{ClientIpLayer, OnUnresolved};
 pub use request::{PeerAddr, RequestView};
 pub use service::{ClientIpService, ResponseFuture};
-pub use source::{SocketPeer, Reason, Resolution, ResolveClientIp};
 pub use source::{Chain, TrustedHeader};
+pub use source::{Reason, Resolution, ResolveClientIp, SocketPeer};
 pub use trusted::{TrustedRanges, CLOUDFLARE_RANGES_DATE};
 pub use value::{ClientIp, SourceKind};
