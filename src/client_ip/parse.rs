@@ -43,9 +43,6 @@
 //! decoded as a whole: a non-UTF-8 byte that a client put in its own (left) part of the list
 //! spoils only that entry, never the entries the proxies appended to its right.
 
-// Until the sources that use them land (this branch's next commit).
-#![cfg_attr(not(test), allow(dead_code))]
-
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use http::header::{GetAll, HeaderValue, ValueIter};
@@ -90,6 +87,8 @@ pub(crate) fn parse_entry(bytes: &[u8]) -> Option<IpAddr> {
 /// (`192.0.2.1:46532`, `2001:db8::1:46532` — IPv6 not bracketed). The port is required
 /// (1 to 5 digits, at most 65535); brackets and zones are invalid; the address must be one a
 /// client can have (see [`parse_entry`]). The result is canonical.
+// Used by the `CloudFront-Viewer-Address` header source (branch ip-header).
+#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn parse_ip_port_last_colon(bytes: &[u8]) -> Option<IpAddr> {
     if !bytes.iter().all(u8::is_ascii_graphic) {
         return None;
