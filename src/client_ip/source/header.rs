@@ -225,7 +225,7 @@ impl TrustedHeader {
     ///
     /// It is the address that connected to Fly.io's edge. Behind another CDN (Cloudflare in
     /// front of Fly.io) that is **the CDN's address**, not the client's: read the CDN's own
-    /// header instead (or the `X-Forwarded-For` source walking past both).
+    /// header instead (or [`XForwardedFor`](super::XForwardedFor) walking past both).
     pub fn fly_client_ip(trusted_peers: TrustedRanges) -> Self {
         Self::new(FLY_CLIENT_IP, trusted_peers)
     }
