@@ -646,11 +646,14 @@ fn proxies() -> TrustedRanges {
 
 /// Every forwarding-list source, rightmost-untrusted over `proxies()`, each with its header
 /// name and a way to write a list of addresses as that header's value.
-fn list_sources() -> Vec<(
+/// A forwarding-list source, its header name, and how to write a list as its value.
+type ListSource = (
     Box<dyn ResolveClientIp>,
     &'static str,
     fn(&[&str]) -> String,
-)> {
+);
+
+fn list_sources() -> Vec<ListSource> {
     fn xff(entries: &[&str]) -> String {
         entries.join(", ")
     }
