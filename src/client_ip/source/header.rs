@@ -619,4 +619,91 @@ mod tests {
         assert!(debug.contains("cf-connecting-ip"), "{debug}");
         assert!(debug.contains("173.245.48.0/20"), "{debug}");
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+        use crate::client_ip::{Chain, SocketPeer};
+
+        fn header_line() -> impl Strategy<Value = Vec<u8>> {
+            let byte = prop_oneof![
+                4 => proptest::sample::select(b",:[]%. \t0123456789abcdefABCDEF".to_vec()),
+                1 => any::<u8>(),
+            ];
+            proptest::collection::vec(byte, 0..48)
+        }
+
+        fn request_with(
+            name: &'static str,
+            lines: &[Vec<u8>],
+            also_v6: &[Vec<u8>],
+        ) -> http::Request<()> {
+            let mut request = http::Request::new(());
+            for (header, values) in [(name, lines), ("cf-connecting-ipv6", also_v6)] {
+                for line in values {
+                    if let Ok(value) = HeaderValue::from_bytes(line) {
+                        request
+                            .headers_mut()
+                            .append(HeaderName::from_static(header), value);
+                    }
+                }
+            }
+            request
+                .extensions_mut()
+                .insert(PeerAddr("173.245.48.1:40000".parse().unwrap()));
+            request
+        }
+
+        proptest! {
+            /// No bytes panic; an answer is canonical and a client address; a present header
+            /// from a trusted peer never lets a chain fall through to the peer (46-like).
+            #[test]
+            fn any_bytes_resolve_canonically_or_stop(
+                lines in proptest::collection::vec(header_line(), 0..3),
+                v6_lines in proptest::collection::vec(header_line(), 0..3),
+                pick in 0_usize..4,
+            ) {
+                let cloudflare = TrustedRanges::cloudflare;
+                let (source, name) = match pick {
+                    0 => (TrustedHeader::cf_connecting_ip(), "cf-connecting-ip"),
+                    1 => (TrustedHeader::cf_connecting_ipv6(), "cf-connecting-ipv6"),
+                    2 => (TrustedHeader::x_real_ip(cloudflare()), "x-real-ip"),
+                    _ => (
+                        TrustedHeader::cloudfront_viewer_address(cloudflare()),
+                        "cloudfront-viewer-address",
+                    ),
+                };
+                let request = request_with(name, &lines, &v6_lines);
+                let view = RequestView::new(&request);
+                let present = request.headers().get_all(name).iter().count();
+                let answer = source.resolve(&view);
+                match answer {
+                    Resolution::Resolved { ip, source: kind } => {
+                        prop_assert_eq!(kind, SourceKind::Header);
+                        prop_assert_eq!(ip, ip.to_canonical());
+                        prop_assert!(!ip.is_unspecified() && !ip.is_multicast());
+                        prop_assert_eq!(present, 1);
+                    }
+                    Resolution::Absent(reason) => {
+                        prop_assert_eq!(reason, Reason::HeaderMissing);
+                        prop_assert_eq!(present, 0);
+                    }
+                    Resolution::Untrustworthy(reason) => {
+                        prop_assert!(present >= 1 || pick == 0, "{:?}", reason);
+                        if present > 1 {
+                            prop_assert_eq!(reason, Reason::DuplicateHeader);
+                        }
+                    }
+                }
+                let chain = Chain::new().then(source).then(SocketPeer::new());
+                let chained = chain.resolve(&view);
+                if present > 0 {
+                    prop_assert_eq!(chained, answer);
+                } else {
+                    prop_assert_eq!(chained.ip(), Some("173.245.48.1".parse().unwrap()));
+                }
+            }
+        }
+    }
 }
