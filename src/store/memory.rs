@@ -1,44 +1,6 @@
 //! [`MemoryStore`]: GCRA state in a sharded in-process map, with bounded memory.
 //!
-//! # Layout and hot path
-//!
-//! The map is split into shards (4 × the available parallelism, rounded up to a power of
-//! two), each a `RwLock<HashMap<K, AtomicU64>>`: the 8-byte value is the key's theoretical
-//! arrival time (TAT) in nanoseconds since the store's clock origin. The shard is chosen by a
-//! keyed SipHash (a `RandomState` of its own), and each shard's map hashes with its own
-//! random SipHash keys: keys are chosen by clients, so neither the shard nor the bucket of a
-//! key can be predicted or flooded on purpose.
-//!
-//! A request on a tracked key takes its shard's read lock, looks the key up and updates the
-//! TAT with a compare-and-swap loop: no allocation, no global lock, and no counter shared by
-//! all threads is written, so threads working on different keys scale. The loop is bounded:
-//! after 64 lost races the request takes the shard's write lock, under which nothing else
-//! can move the TAT. A new key takes the shard's write lock once to be inserted.
-//!
-//! The current time is read *after* the shard's lock is taken. Housekeeping removes a key
-//! under the write lock only when its TAT is not after the time it reads, so every request
-//! that sees the key gone reads a later time, and for it an expired key and an absent key
-//! decide alike (proof in the source of `store/gcra.rs`): removal never changes a decision.
-//!
-//! # Bounded memory
-//!
-//! - **Housekeeping thread.** By default the store owns one thread that, every 30 seconds
-//!   ([`MemoryStoreBuilder::housekeeping_interval`]), removes the keys whose bucket is full
-//!   again, shard by shard, and shrinks each shard left at most a quarter full (removing
-//!   alone frees nothing: a hash map keeps its table). The thread holds only a weak reference
-//!   to the store and stops as soon as the last clone of the store is dropped. With
-//!   [`MemoryStoreBuilder::manual_housekeeping`] there is no thread, and
-//!   [`MemoryStore::housekeep`] does the same work when called.
-//! - **A hard cap** on tracked keys ([`MemoryStoreBuilder::max_keys`], default 1,000,000,
-//!   about 33 MB of keys of 16 bytes). Each shard holds at most its share of the cap, so no
-//!   counter is shared by all threads; shards fill evenly because clients cannot aim at one.
-//!   When a new key arrives at a full shard, the store first removes that shard's expired
-//!   keys (at most once per second per shard, so a flood cannot make every request sweep);
-//!   if the shard is still full, [`AtCapacity`] decides, and a `tracing` warning says so (at
-//!   most once every 10 seconds). Keys already tracked are never affected by the cap.
-//!
-//! The table of a shard never grows past twice the size its share of the cap needs (churn at
-//! the cap can leave deleted slots that make a table double once, never again).
+//! The design (layout, hot path, housekeeping, cap) is documented on [`MemoryStore`].
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -94,8 +56,49 @@ pub enum AtCapacity {
 /// The bounded in-memory [`Store`]: GCRA state per key in a sharded map, with a
 /// housekeeping thread and a hard cap on tracked keys.
 ///
-/// Clones share the same state. See the [module documentation](self) for how memory stays
-/// bounded, and the [`store`](crate::store) module for examples.
+/// Clones share the same state. Examples are in the [`store`](crate::store) module.
+///
+/// # Layout and hot path
+///
+/// The map is split into shards (4 × the available parallelism, rounded up to a power of
+/// two), each a `RwLock<HashMap<K, AtomicU64>>`: the 8-byte value is the key's theoretical
+/// arrival time (TAT) in nanoseconds since the store's clock origin. The shard is chosen by a
+/// keyed SipHash (a `RandomState` of its own), and each shard's map hashes with its own
+/// random SipHash keys: keys are chosen by clients, so neither the shard nor the bucket of a
+/// key can be predicted or flooded on purpose.
+///
+/// A request on a tracked key takes its shard's read lock, looks the key up and updates the
+/// TAT with a compare-and-swap loop: no allocation, no global lock, and no counter shared by
+/// all threads is written, so threads working on different keys scale. The loop is bounded:
+/// after 64 lost races the request takes the shard's write lock, under which nothing else
+/// can move the TAT. A new key takes the shard's write lock once to be inserted.
+///
+/// The current time is read *after* the shard's lock is taken. Housekeeping removes a key
+/// under the write lock only when its TAT is not after the time it reads, so every request
+/// that sees the key gone reads a later time, and for it an expired key and an absent key
+/// decide alike (see [the arithmetic](crate::store#the-arithmetic)): removal never changes a
+/// decision.
+///
+/// # Bounded memory
+///
+/// - **Housekeeping thread.** By default the store owns one thread that, every 30 seconds
+///   ([`MemoryStoreBuilder::housekeeping_interval`]), removes the keys whose bucket is full
+///   again, shard by shard, and shrinks each shard left at most a quarter full (removing
+///   alone frees nothing: a hash map keeps its table). The thread holds only a weak reference
+///   to the store and stops as soon as the last clone of the store is dropped. With
+///   [`MemoryStoreBuilder::manual_housekeeping`] there is no thread, and
+///   [`MemoryStore::housekeep`] does the same work when called.
+/// - **A hard cap** on tracked keys ([`MemoryStoreBuilder::max_keys`], default 1,000,000). Each shard holds at most its share of the cap, so no
+///   counter is shared by all threads; shards fill evenly because clients cannot aim at one.
+///   When a new key arrives at a full shard, the store first removes that shard's expired
+///   keys (at most once per second per shard, so a flood cannot make every request sweep);
+///   if the shard is still full, [`AtCapacity`] decides, and a `tracing` warning says so (at
+///   most once every 10 seconds). Keys already tracked are never affected by the cap.
+///
+/// A key of 16 bytes costs 29 to 57 bytes of table (hash tables grow by doubling; 33 bytes
+/// measured at 200,000 keys), so the default cap bounds the store near 60 MB. The table of a
+/// shard never grows past twice the size its share of the cap needs (churn at the cap can
+/// leave deleted slots that make a table double once, never again).
 pub struct MemoryStore<K> {
     inner: Arc<Inner<K>>,
 }
@@ -142,6 +145,16 @@ impl<K> MemoryStore<K> {
             .shards
             .iter()
             .map(|shard| shard.read().len())
+            .sum()
+    }
+
+    /// How many keys the store's tables can hold without growing: the memory it keeps, in
+    /// keys (housekeeping shrinks it back after a flood).
+    pub fn capacity(&self) -> usize {
+        self.inner
+            .shards
+            .iter()
+            .map(|shard| shard.read().capacity())
             .sum()
     }
 
@@ -430,8 +443,8 @@ impl<K> fmt::Debug for MemoryStoreBuilder<K> {
 }
 
 impl<K> MemoryStoreBuilder<K> {
-    /// The most keys the store tracks at once (default 1,000,000; at least 1). About 33 bytes
-    /// each for keys of 16 bytes, so the default cap bounds the map near 33 MB.
+    /// The most keys the store tracks at once (default 1,000,000; at least 1). A key of 16
+    /// bytes costs 29 to 57 bytes of table.
     #[must_use]
     pub fn max_keys(mut self, max_keys: usize) -> Self {
         self.max_keys = max_keys.max(1);
@@ -590,6 +603,24 @@ impl HousekeepingThread {
         self.state().removed
     }
 
+    /// Waits until the thread has made at least `sweeps` sweeps in all, at most `timeout`;
+    /// answers whether it has (`false` as well when the thread stopped first).
+    pub fn wait_sweeps(&self, sweeps: u64, timeout: Duration) -> bool {
+        let state = self
+            .status
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let (state, _) = self
+            .status
+            .changed
+            .wait_timeout_while(state, timeout, |state| {
+                state.running && state.sweeps < sweeps
+            })
+            .unwrap_or_else(PoisonError::into_inner);
+        state.sweeps >= sweeps
+    }
+
     /// Waits until the thread has stopped, at most `timeout`; answers whether it has.
     pub fn wait_stopped(&self, timeout: Duration) -> bool {
         let state = self
@@ -656,6 +687,7 @@ where
                             .unwrap_or_else(PoisonError::into_inner);
                         state.sweeps += 1;
                         state.removed += removed as u64;
+                        status.0.changed.notify_all();
                     }
                 }
             }
