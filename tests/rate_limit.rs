@@ -124,7 +124,7 @@ async fn issue_4_thousand_addresses_in_one_64_share_one_bucket() {
 async fn issue_4_thousand_different_64s_get_separate_buckets() {
     // Each /64 sends two requests: every one passes (5 per bucket).
     let addresses =
-        (0..2000u64).map(|i| v6([0x2001, 0xdb8, (i / 2 >> 16) as u16, (i / 2) as u16], 1));
+        (0..2000u64).map(|i| v6([0x2001, 0xdb8, ((i / 2) >> 16) as u16, (i / 2) as u16], 1));
     assert_eq!(passed_with_key(IpKey::new(), addresses).await, 2000);
 }
 
@@ -972,5 +972,115 @@ fn debug_output_names_the_configuration() {
     let debug = format!("{layer:?}");
     for expected in ["RateLimitLayer", "ipv6_prefix: 56", "report_only: true"] {
         assert!(debug.contains(expected), "{expected} in {debug}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The whole stack: ClientIpLayer in front of RateLimitLayer (issue 4: "1,000 requests with a
+// rotated X-Forwarded-For through a trusted proxy address, quota 5/min: exactly 5 pass").
+
+mod stack {
+    use super::*;
+    use std::net::SocketAddr;
+    use tower_bouncer::client_ip::{
+        OnUnresolved, PeerAddr, SocketPeer, TrustedRanges, XForwardedFor,
+    };
+    use tower_bouncer::ClientIpLayer;
+
+    const PROXY: &str = "10.0.0.2:41000";
+    const ATTACKER: &str = "203.0.113.7:50000";
+
+    fn request(peer: &str, forwarded_for: &str) -> Request<()> {
+        let peer: SocketAddr = peer.parse().unwrap();
+        Request::builder()
+            .uri("/api")
+            .header("x-forwarded-for", forwarded_for)
+            .extension(PeerAddr(peer))
+            .body(())
+            .unwrap()
+    }
+
+    fn random_ip(random: &mut Lcg) -> String {
+        let bits = random.next();
+        if bits % 2 == 0 {
+            Ipv4Addr::from(bits as u32).to_string()
+        } else {
+            Ipv6Addr::from(u128::from(bits) << 64 | u128::from(bits)).to_string()
+        }
+    }
+
+    fn stack(
+        client_ip: ClientIpLayer,
+    ) -> impl Service<Request<()>, Response = Response<Body>, Error = Infallible> {
+        ServiceBuilder::new()
+            .layer(client_ip)
+            .layer(RateLimitLayer::new(per_minute(5)))
+            .service_fn(ok)
+    }
+
+    fn trusted_xff() -> ClientIpLayer {
+        ClientIpLayer::new(XForwardedFor::rightmost_untrusted(TrustedRanges::private()))
+    }
+
+    #[tokio::test]
+    async fn issue_4_rotated_xff_through_a_trusted_proxy_lets_exactly_5_pass() {
+        let mut service = stack(trusted_xff());
+        let mut random = Lcg(42);
+        // The attacker sends a new random X-Forwarded-For each time; the proxy appends the
+        // address it saw, which is the attacker's.
+        let requests: Vec<_> = (0..1000)
+            .map(|_| request(PROXY, &format!("{}, 203.0.113.7", random_ip(&mut random))))
+            .collect();
+        assert_eq!(count_passed(&mut service, requests).await, 5);
+    }
+
+    #[tokio::test]
+    async fn issue_4_rotated_xff_from_an_untrusted_peer_lets_exactly_5_pass() {
+        let mut random = Lcg(43);
+        // The header is not read from an untrusted peer; the peer is used instead.
+        let mut fallback = stack(trusted_xff().on_unresolved(OnUnresolved::FallbackToPeer));
+        let requests: Vec<_> = (0..1000)
+            .map(|_| request(ATTACKER, &random_ip(&mut random)))
+            .collect();
+        assert_eq!(count_passed(&mut fallback, requests).await, 5);
+
+        // The same with the socket peer as the only source.
+        let mut peer_only = stack(ClientIpLayer::new(SocketPeer::new()));
+        let requests: Vec<_> = (0..1000)
+            .map(|_| request(ATTACKER, &random_ip(&mut random)))
+            .collect();
+        assert_eq!(count_passed(&mut peer_only, requests).await, 5);
+
+        // A forged trusted-looking tail changes nothing either.
+        let mut fallback = stack(trusted_xff().on_unresolved(OnUnresolved::FallbackToPeer));
+        let requests: Vec<_> = (0..1000)
+            .map(|_| request(ATTACKER, &format!("{}, 10.0.0.9", random_ip(&mut random))))
+            .collect();
+        assert_eq!(count_passed(&mut fallback, requests).await, 5);
+    }
+
+    #[tokio::test]
+    async fn issue_4_two_clients_behind_one_trusted_proxy_get_separate_buckets() {
+        let mut service = stack(trusted_xff());
+        let mut passed = [0; 2];
+        for i in 0..1000 {
+            let client = ["203.0.113.7", "2001:db8:7::1"][i % 2];
+            let response = send(&mut service, request(PROXY, client)).await;
+            if response.status() == StatusCode::OK {
+                passed[i % 2] += 1;
+            }
+        }
+        assert_eq!(passed, [5, 5]);
+    }
+
+    #[tokio::test]
+    async fn the_proxy_itself_is_never_the_key() {
+        // Without trusting the proxy, everyone behind it shares the proxy's bucket — the
+        // "wrong IP" story. With the ranges configured, they do not (the test above).
+        let mut service = stack(ClientIpLayer::new(SocketPeer::new()));
+        let requests: Vec<_> = (0..100u32)
+            .map(|i| request(PROXY, &Ipv4Addr::from(0xcb00_7100 + i).to_string()))
+            .collect();
+        assert_eq!(count_passed(&mut service, requests).await, 5);
     }
 }
