@@ -927,6 +927,41 @@ async fn a_failing_store_is_a_503_or_passes_in_report_only() {
     );
 }
 
+/// A store that says every request can never pass (as a store may for a cost above the
+/// burst).
+#[derive(Debug)]
+struct NeverStore;
+
+impl Store<MaskedIp> for NeverStore {
+    type Future = std::future::Ready<Result<Decision, StoreError>>;
+
+    fn check(&self, _key: &MaskedIp, _quota: &Quota, _cost: NonZeroU32) -> Self::Future {
+        std::future::ready(Ok(Decision::denied_forever()))
+    }
+}
+
+#[tokio::test]
+async fn a_store_denial_without_a_wait_has_no_retry_hint() {
+    let layer = RateLimitLayer::builder(per_minute(5))
+        .store(NeverStore)
+        .ratelimit_headers(true)
+        .build()
+        .unwrap();
+    let mut service = ServiceBuilder::new().layer(layer).service_fn(ok);
+    let response = send(&mut service, request_from(CLIENT)).await;
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(response.headers().get("retry-after").is_none());
+    assert!(response.headers().get("ratelimit").is_none());
+    assert_eq!(
+        response
+            .extensions()
+            .get::<RateLimited>()
+            .unwrap()
+            .retry_after(),
+        None
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Types.
 
