@@ -1119,3 +1119,72 @@ mod stack {
         assert_eq!(count_passed(&mut service, requests).await, 5);
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Properties over random sequences.
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Through the layer, GCRA never admits more cells than burst + elapsed / period, and
+        /// a client that waits exactly `Retry-After` seconds is then admitted (the header is
+        /// never too early).
+        #[test]
+        fn admitted_cells_are_bounded_and_retry_after_is_never_early(
+            per_hour in 1u32..400,
+            burst in 1u32..20,
+            steps in proptest::collection::vec((0u64..30_000, 1u32..25), 1..120),
+        ) {
+            runtime().block_on(async move {
+                let clock = ManualClock::new();
+                let quota = Quota::per_hour(nz(per_hour)).allow_burst(nz(burst));
+                let layer = layer_with_clock(quota, &clock)
+                    .cost_fn(|request| request.uri().path()[1..].parse().unwrap_or(1))
+                    .build()
+                    .unwrap();
+                let mut service = ServiceBuilder::new().layer(layer).service_fn(ok);
+                let request = |cost: u32| {
+                    let mut request = request_from(CLIENT);
+                    *request.uri_mut() = format!("/{cost}").parse().unwrap();
+                    request
+                };
+                let mut elapsed = Duration::ZERO;
+                let mut admitted = 0u64;
+                for (advance_ms, cost) in steps {
+                    let advance = Duration::from_millis(advance_ms);
+                    clock.advance(advance);
+                    elapsed += advance;
+                    let response = send(&mut service, request(cost)).await;
+                    if response.status() == StatusCode::OK {
+                        admitted += u64::from(cost);
+                    } else if let Some(seconds) = header(response.headers(), "retry-after") {
+                        assert!(cost <= burst);
+                        let seconds: u64 = seconds.parse().unwrap();
+                        assert!(seconds >= 1);
+                        clock.advance(Duration::from_secs(seconds));
+                        elapsed += Duration::from_secs(seconds);
+                        let retried = send(&mut service, request(cost)).await;
+                        assert_eq!(retried.status(), StatusCode::OK, "retry after {seconds} s");
+                        admitted += u64::from(cost);
+                    } else {
+                        // No hint: only for a cost that can never fit.
+                        assert!(cost > burst);
+                    }
+                    let period = quota.replenish_interval().as_nanos();
+                    let bound = u64::from(burst) + (elapsed.as_nanos() / period) as u64;
+                    assert!(admitted <= bound, "{admitted} cells admitted, bound {bound}");
+                }
+            });
+        }
+    }
+}
