@@ -262,7 +262,7 @@ where
     // A denial without a wait (a store saying the cost can never fit) gets no retry hint.
     let timing = decision
         .retry_after()
-        .map(|_| Timing::of(&decision, &responder.quota));
+        .map(|_| Timing::of(&decision, &responder.quota, responder.fields.is_some()));
     tracing::info!(
         target: "tower_bouncer::rate_limit",
         ip = %MaybeIp(client_ip(request)),
