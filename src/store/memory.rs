@@ -619,8 +619,9 @@ where
     K: Hash + Eq + Clone + Send + Sync + 'static,
 {
     /// Builds the store, and starts its housekeeping thread unless
-    /// [`manual_housekeeping`](Self::manual_housekeeping) was chosen. If the system refuses
-    /// a thread, the store works without one (the cap still bounds it) and logs a warning.
+    /// [`manual_housekeeping`](Self::manual_housekeeping) was chosen: one thread per store
+    /// built (clones share it), asleep between sweeps. If the system refuses a thread, the
+    /// store works without one (the cap still bounds it) and logs a warning.
     pub fn build(self) -> MemoryStore<K> {
         let parallelism = thread::available_parallelism().map_or(1, |n| n.get());
         let wanted = self.shards.unwrap_or(parallelism.saturating_mul(4));
