@@ -122,6 +122,8 @@
 //! store) answers a [`StoreError`]; what a layer does then is its documented failure policy.
 
 mod clock;
+// Shared by the stores; without one of them only `nanos` is used.
+#[cfg_attr(not(feature = "memory"), allow(dead_code))]
 mod gcra;
 #[cfg(feature = "memory")]
 mod memory;
