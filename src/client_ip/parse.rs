@@ -54,31 +54,43 @@ const MAX_ZONE_LEN: usize = 64;
 ///
 /// `None` for anything else, including addresses no client can have.
 pub(crate) fn parse_entry(bytes: &[u8]) -> Option<IpAddr> {
-    if bytes.is_empty() || !bytes.iter().all(u8::is_ascii_graphic) {
-        return None;
-    }
-    let ip = if let Some(rest) = bytes.strip_prefix(b"[") {
-        // `[v6]` or `[v6]:port`, the zone inside the brackets.
-        let close = rest.iter().position(|&byte| byte == b']')?;
-        let (inside, after) = (&rest[..close], &rest[close + 1..]);
-        if !after.is_empty() {
-            parse_port(after.strip_prefix(b":")?)?;
+    // One pass: every byte visible ASCII; count the colons, note a `%`.
+    let mut colons = 0_usize;
+    let mut last_colon = 0;
+    let mut percent = false;
+    for (index, &byte) in bytes.iter().enumerate() {
+        match byte {
+            b':' => {
+                colons += 1;
+                last_colon = index;
+            }
+            b'%' => percent = true,
+            byte if !byte.is_ascii_graphic() => return None,
+            _ => {}
         }
-        parse_v6_with_zone(inside)?
-    } else if bytes.contains(&b'%') {
+    }
+    let ip = match bytes.first()? {
+        b'[' => {
+            // `[v6]` or `[v6]:port`, the zone inside the brackets.
+            let rest = &bytes[1..];
+            let close = rest.iter().position(|&byte| byte == b']')?;
+            let (inside, after) = (&rest[..close], &rest[close + 1..]);
+            if !after.is_empty() {
+                parse_port(after.strip_prefix(b":")?)?;
+            }
+            parse_v6_with_zone(inside)?
+        }
         // An unbracketed IPv6 with a zone: no port possible.
-        parse_v6_with_zone(bytes)?
-    } else {
-        match bytes.iter().filter(|&&byte| byte == b':').count() {
+        _ if percent => parse_v6_with_zone(bytes)?,
+        _ => match colons {
             0 => IpAddr::V4(parse_v4(bytes)?),
             // IPv6 has at least two colons: one colon is `v4:port`.
             1 => {
-                let colon = bytes.iter().position(|&byte| byte == b':')?;
-                parse_port(&bytes[colon + 1..])?;
-                IpAddr::V4(parse_v4(&bytes[..colon])?)
+                parse_port(&bytes[last_colon + 1..])?;
+                IpAddr::V4(parse_v4(&bytes[..last_colon])?)
             }
             _ => IpAddr::V6(parse_v6(bytes)?).to_canonical(),
-        }
+        },
     };
     client_address(ip)
 }

@@ -32,11 +32,13 @@ const MAX_VALUE_LEN: usize = 128;
 /// even an unmatched quote or bracket. Within an element:
 /// - parameter names are case-insensitive; whitespace around `;`, `,` and `=` is tolerated;
 ///   `by`, `proto`, `host` and extension parameters are checked for syntax and ignored;
-/// - values are tokens or quoted strings; quoted pairs (`\"`) are unescaped into a small stack
-///   buffer (a value longer than 128 bytes is invalid). An unquoted value may also carry `:`
-///   and `[]` (`for=2001:db8::1`, as hand-written proxy configurations produce);
-/// - the `for=` value is read as an address entry of the
-///   [`X-Forwarded-For` rules](super::XForwardedFor#entries) (ports, `[v6]:port`, zones, mapped IPv6);
+/// - values are tokens or quoted strings; the quoted pairs (`\"`) of the `for=` value are
+///   unescaped into a small stack buffer (a `for=` value longer than 128 bytes is invalid).
+///   An unquoted value may also carry `:` and `[]` (`for=2001:db8::1`, as hand-written proxy
+///   configurations produce);
+/// - the `for=` value is read as an entry of the
+///   [`X-Forwarded-For` rules](super::XForwardedFor#entries) (ports, `[v6]:port`, zones,
+///   mapped IPv6);
 /// - `for=unknown` (with or without a port) stops the walk when reached:
 ///   [`UnknownIdentifier`](Reason::UnknownIdentifier);
 /// - an obfuscated node (`for=_hidden`) or an obfuscated port (`for="192.0.2.1:_p1"`) stops
