@@ -48,9 +48,12 @@
 
 pub mod client_ip;
 mod error;
+pub mod rate_limit;
+pub mod store;
 
 pub use client_ip::{ClientIp, ClientIpLayer, ClientIpService};
 pub use error::ConfigError;
+pub use rate_limit::{Quota, RateLimit, RateLimitLayer};
 
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
