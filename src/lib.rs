@@ -2,6 +2,7 @@
 //! rate-limit on it with GCRA.
 //!
 //! The crate docs are completed as the modules land; see [`client_ip`].
+#![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod client_ip;

@@ -16,5 +16,7 @@ pub use extract::MissingClientIp;
 pub use layer::{ClientIpLayer, OnUnresolved};
 pub use request::{PeerAddr, RequestView};
 pub use service::{ClientIpService, ResponseFuture};
-pub use source::{SocketPeer, Reason, Resolution, ResolveClientIp};
+pub use source::{Reason, Resolution, ResolveClientIp, SocketPeer};
+#[cfg(feature = "signed")]
+pub use source::{SignedHeader, Signer, SigningKey, SigningKeys};
 pub use value::{ClientIp, SourceKind};

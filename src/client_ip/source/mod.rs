@@ -222,5 +222,9 @@ impl fmt::Display for Reason {
 }
 
 mod peer;
+#[cfg(feature = "signed")]
+mod signed;
 
 pub use peer::SocketPeer;
+#[cfg(feature = "signed")]
+pub use signed::{SignedHeader, Signer, SigningKey, SigningKeys};
