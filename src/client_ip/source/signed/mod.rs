@@ -373,6 +373,15 @@ mod tests {
     }
 
     #[test]
+    fn public_types_are_send_sync_clone() {
+        fn assert_send_sync_clone<T: Send + Sync + Clone + 'static>() {}
+        assert_send_sync_clone::<SignedHeader>();
+        assert_send_sync_clone::<Signer>();
+        assert_send_sync_clone::<SigningKey>();
+        assert_send_sync_clone::<SigningKeys>();
+    }
+
+    #[test]
     fn verify_answers_in_the_documented_order() {
         let source = source();
         let good = signer().sign(ip("203.0.113.7"), NOW);
