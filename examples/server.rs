@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use axum::extract::Request;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -216,11 +216,11 @@ fn build_sources(options: &Options) -> Result<Vec<NamedSource>, String> {
                 if options.signing_keys.is_empty() {
                     return Err(format!("--source {spec} needs at least one --signing-key KID:SECRET"));
                 }
-                let mut keys = SigningKeys::new();
-                for text in &options.signing_keys {
-                    keys = keys.with_kid_secret(text).map_err(|e| format!("--signing-key: {e}"))?;
-                }
-                Arc::new(SignedHeader::from_name(name, keys).map_err(|e| format!("--source {spec}: {e}"))?)
+                let keys = SigningKeys::parse_kid_secrets(&options.signing_keys)
+                    .map_err(|e| format!("--signing-key: {e}"))?;
+                let name = HeaderName::try_from(name)
+                    .map_err(|_| format!("--source {spec}: `{name}` is not a header name"))?;
+                Arc::new(SignedHeader::new(name, keys))
             }
             _ => return Err(format!("--source: `{spec}` is not one of peer | xff | xff-hops:N | forwarded | forwarded-hops:N | header:NAME | signed:NAME")),
         };
@@ -349,10 +349,13 @@ fn build_router(options: &Options) -> Result<Router, String> {
         if let Some(burst) = options.burst {
             quota = quota.allow_burst(burst);
         }
-        let limit = RateLimitLayer::builder(quota)
+        let mut limit = RateLimitLayer::builder(quota)
             .key(key)
-            .hide_timing(options.hide_retry_after)
-            .ratelimit_headers(options.ratelimit_headers)
+            .ratelimit_headers(options.ratelimit_headers);
+        if options.hide_retry_after {
+            limit = limit.hide_timing();
+        }
+        let limit = limit
             .build()
             .map_err(|e| format!("--quota: {e}"))?;
         router = router.layer(limit);

@@ -226,9 +226,13 @@ mod forwarded;
 mod header;
 mod peer;
 mod xff;
+#[cfg(feature = "signed")]
+mod signed;
 
 pub use chain::Chain;
 pub use forwarded::Forwarded;
 pub use header::TrustedHeader;
 pub use peer::SocketPeer;
 pub use xff::XForwardedFor;
+#[cfg(feature = "signed")]
+pub use signed::{SignedHeader, Signer, SigningKey, SigningKeys};
