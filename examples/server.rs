@@ -240,9 +240,18 @@ fn json_response(status: StatusCode, body: Value) -> Response {
 }
 
 fn key_text(app: &App, request: &Request) -> Value {
-    match app.key.extract_key(&RequestView::new(request)) {
-        Some(key) => Value::String(key.to_string()),
-        None => Value::Null,
+    let Some(key) = app.key.extract_key(&RequestView::new(request)) else {
+        return Value::Null;
+    };
+    // The key is the client's prefix: show its length when it is shorter than the address.
+    let (len, full) = match key.ip() {
+        std::net::IpAddr::V4(_) => (app.key.ipv4_prefix_len(), 32),
+        std::net::IpAddr::V6(_) => (app.key.ipv6_prefix_len(), 128),
+    };
+    if len < full {
+        Value::String(format!("{key}/{len}"))
+    } else {
+        Value::String(key.to_string())
     }
 }
 
