@@ -21,7 +21,7 @@ pub use service::{ClientIpService, ResponseFuture};
 pub use source::{Chain, TrustedHeader};
 pub use source::{Forwarded, XForwardedFor};
 pub use source::{Reason, Resolution, ResolveClientIp, SocketPeer};
-pub use trusted::{TrustedRanges, CLOUDFLARE_RANGES_DATE};
 #[cfg(feature = "signed")]
 pub use source::{SignedHeader, Signer, SigningKey, SigningKeys};
+pub use trusted::{TrustedRanges, CLOUDFLARE_RANGES_DATE};
 pub use value::{ClientIp, SourceKind};
