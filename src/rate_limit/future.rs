@@ -10,7 +10,7 @@ use tower_service::Service;
 
 use super::response::{json_response, Responder, RATELIMIT, RATELIMIT_POLICY};
 use super::service::decide;
-use super::RateLimited;
+use super::{Policy, RateLimited};
 use crate::store::{Decision, StoreError};
 
 /// What to do with a request once it is decided.
@@ -69,6 +69,8 @@ impl Extra {
 pub(crate) struct Pending<S, Key, B, ReqBody> {
     pub(crate) service: S,
     pub(crate) request: Request<ReqBody>,
+    /// The key's policy (shared, cloned only on this path).
+    pub(crate) policy: Policy,
     pub(crate) key: Key,
     pub(crate) cost: u32,
     pub(crate) responder: Arc<Responder<B>>,
@@ -163,6 +165,7 @@ where
                     };
                     let verdict = decide(
                         &pending.responder,
+                        &pending.policy,
                         &pending.request,
                         &pending.key,
                         pending.cost,

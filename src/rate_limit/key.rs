@@ -6,6 +6,7 @@ use std::marker::PhantomData;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
+use super::Policy;
 use crate::client_ip::{ClientIp, RequestView};
 use crate::ConfigError;
 
@@ -57,6 +58,20 @@ pub trait ExtractKey: fmt::Debug + Send + Sync + 'static {
     /// read anything a client can choose freely.
     fn extract_key(&self, request: &RequestView<'_>) -> Option<Self::Key>;
 
+    /// The policy for `key` when it is not the layer's own: `None` (the default) keeps the
+    /// layer's policy.
+    ///
+    /// This is how the quota differs per key: [`Tiered`](super::Tiered) (from
+    /// [`RateLimitLayerBuilder::tiers`](super::RateLimitLayerBuilder::tiers)) answers its
+    /// tier's policy. A key must always get the same policy, and keys with different policies
+    /// must never be equal — `Tiered` puts the tier into the key for that. Scopes, `Arc`,
+    /// `Box`, [`or`](Self::or) and tuples pass the question on to their parts (a tuple asks
+    /// its parts in order).
+    fn policy(&self, key: &Self::Key) -> Option<&Policy> {
+        let _ = key;
+        None
+    }
+
     /// Falls back to `other` when this extractor has no key: for example the user id when the
     /// caller is signed in, else the client IP.
     ///
@@ -97,6 +112,10 @@ impl<E: ExtractKey + ?Sized> ExtractKey for Arc<E> {
     fn extract_key(&self, request: &RequestView<'_>) -> Option<Self::Key> {
         (**self).extract_key(request)
     }
+
+    fn policy(&self, key: &Self::Key) -> Option<&Policy> {
+        (**self).policy(key)
+    }
 }
 
 impl<E: ExtractKey + ?Sized> ExtractKey for Box<E> {
@@ -104,6 +123,10 @@ impl<E: ExtractKey + ?Sized> ExtractKey for Box<E> {
 
     fn extract_key(&self, request: &RequestView<'_>) -> Option<Self::Key> {
         (**self).extract_key(request)
+    }
+
+    fn policy(&self, key: &Self::Key) -> Option<&Policy> {
+        (**self).policy(key)
     }
 }
 
@@ -422,6 +445,10 @@ impl<E: ExtractKey> ExtractKey for Scoped<E> {
             key,
         })
     }
+
+    fn policy(&self, key: &Self::Key) -> Option<&Policy> {
+        self.inner.policy(&key.key)
+    }
 }
 
 /// The key value of [`Scoped`]: a scope name and the inner key.
@@ -531,6 +558,10 @@ impl<A: ExtractKey, B: ExtractKey> ExtractKey for (A, B) {
     fn extract_key(&self, request: &RequestView<'_>) -> Option<Self::Key> {
         Some((self.0.extract_key(request)?, self.1.extract_key(request)?))
     }
+
+    fn policy(&self, key: &Self::Key) -> Option<&Policy> {
+        self.0.policy(&key.0).or_else(|| self.1.policy(&key.1))
+    }
 }
 
 impl<A: ExtractKey, B: ExtractKey, C: ExtractKey> ExtractKey for (A, B, C) {
@@ -543,6 +574,13 @@ impl<A: ExtractKey, B: ExtractKey, C: ExtractKey> ExtractKey for (A, B, C) {
             self.1.extract_key(request)?,
             self.2.extract_key(request)?,
         ))
+    }
+
+    fn policy(&self, key: &Self::Key) -> Option<&Policy> {
+        self.0
+            .policy(&key.0)
+            .or_else(|| self.1.policy(&key.1))
+            .or_else(|| self.2.policy(&key.2))
     }
 }
 
@@ -561,6 +599,13 @@ impl<A: ExtractKey, B: ExtractKey> ExtractKey for Or<A, B> {
             return Some(Either::Left(key));
         }
         self.second.extract_key(request).map(Either::Right)
+    }
+
+    fn policy(&self, key: &Self::Key) -> Option<&Policy> {
+        match key {
+            Either::Left(key) => self.first.policy(key),
+            Either::Right(key) => self.second.policy(key),
+        }
     }
 }
 

@@ -6,8 +6,10 @@ use std::sync::Arc;
 use http::Response;
 use tower_layer::Layer;
 
-use super::response::{DenyFn, PolicyFields, Responder};
-use super::{ExtractKey, Quota, RateLimit, RateLimited, RetryAfter};
+use super::response::{DenyFn, Responder};
+#[cfg(feature = "axum")]
+use super::RouteCosts;
+use super::{ExtractKey, Policy, Quota, RateLimit, RateLimited, RetryAfter, Tiered, Tiers};
 use crate::client_ip::RequestView;
 use crate::store::Store;
 use crate::ConfigError;
@@ -40,6 +42,8 @@ pub enum MissingKey {
 pub(crate) enum Cost {
     Fixed(NonZeroU32),
     Computed(Arc<dyn Fn(&RequestView<'_>) -> u32 + Send + Sync>),
+    #[cfg(feature = "axum")]
+    Routes(Arc<RouteCosts>),
 }
 
 impl fmt::Debug for Cost {
@@ -47,6 +51,8 @@ impl fmt::Debug for Cost {
         match self {
             Self::Fixed(cost) => f.debug_tuple("Fixed").field(cost).finish(),
             Self::Computed(_) => f.write_str("Computed(<closure>)"),
+            #[cfg(feature = "axum")]
+            Self::Routes(costs) => f.debug_tuple("Routes").field(costs).finish(),
         }
     }
 }
@@ -55,7 +61,8 @@ impl fmt::Debug for Cost {
 pub(crate) struct Config<K, St, B> {
     pub(crate) extractor: K,
     pub(crate) store: St,
-    pub(crate) quota: Quota,
+    /// The layer's policy: for every key whose extractor names none (an unknown tier too).
+    pub(crate) policy: Policy,
     pub(crate) cost: Cost,
     pub(crate) on_missing_key: MissingKey,
     pub(crate) responder: Arc<Responder<B>>,
@@ -96,13 +103,12 @@ impl RateLimitLayer<IpKey, MemoryStore<MaskedIp>> {
         Self::assemble(
             IpKey::new(),
             MemoryStore::new(),
-            quota,
+            Policy::from(quota),
             Cost::Fixed(NonZeroU32::MIN),
             MissingKey::default(),
             Responder {
-                quota,
                 timing: RetryAfter::Visible,
-                fields: None,
+                fields: false,
                 deny: None,
                 report_only: false,
             },
@@ -114,18 +120,53 @@ impl RateLimitLayer<(), ()> {
     /// A builder for a layer with `quota`: the client-IP key, the in-memory store (feature
     /// `memory`; without it, give a store with [`store`](RateLimitLayerBuilder::store)) and a
     /// cost of 1 until you set otherwise.
+    ///
+    /// More windows ("and 1,000 per hour") are added with
+    /// [`and_quota`](RateLimitLayerBuilder::and_quota); per-tier policies with
+    /// [`tiers`](RateLimitLayerBuilder::tiers).
     pub fn builder(quota: Quota) -> RateLimitLayerBuilder<super::IpKey, DefaultStore> {
+        Self::builder_of(vec![(Cow::Borrowed("default"), quota)])
+    }
+
+    /// A builder for a layer with `policy`: every window of it must admit a request (see
+    /// [`Policy`]); otherwise like [`builder`](Self::builder).
+    ///
+    /// ```
+    /// use tower_bouncer::rate_limit::{Policy, RateLimitLayer};
+    ///
+    /// let layer = RateLimitLayer::with_policy(
+    ///     Policy::builder()
+    ///         .window("per-second", "10/s".parse()?)
+    ///         .window("per-hour", "1000/h".parse()?)
+    ///         .build()?,
+    /// )
+    /// .build()?;
+    /// # let _ = layer;
+    /// # Ok::<(), tower_bouncer::ConfigError>(())
+    /// ```
+    pub fn with_policy(policy: Policy) -> RateLimitLayerBuilder<super::IpKey, DefaultStore> {
+        Self::builder_of(
+            policy
+                .windows()
+                .map(|(name, quota)| (Cow::Owned(name.to_owned()), quota))
+                .collect(),
+        )
+    }
+
+    fn builder_of(
+        windows: Vec<(Cow<'static, str>, Quota)>,
+    ) -> RateLimitLayerBuilder<super::IpKey, DefaultStore> {
         RateLimitLayerBuilder {
-            quota,
+            windows,
             extractor: super::IpKey::new(),
             store: DefaultStore { _private: () },
             cost: Cost::Fixed(NonZeroU32::MIN),
             timing: RetryAfter::Visible,
             ratelimit_headers: false,
-            policy_name: Cow::Borrowed("default"),
             report_only: false,
             on_missing_key: MissingKey::default(),
             deny: None,
+            tier_bursts: None,
         }
     }
 }
@@ -134,7 +175,7 @@ impl<K, St, B> RateLimitLayer<K, St, B> {
     fn assemble(
         extractor: K,
         store: St,
-        quota: Quota,
+        policy: Policy,
         cost: Cost,
         on_missing_key: MissingKey,
         responder: Responder<B>,
@@ -143,7 +184,7 @@ impl<K, St, B> RateLimitLayer<K, St, B> {
             config: Arc::new(Config {
                 extractor,
                 store,
-                quota,
+                policy,
                 cost,
                 on_missing_key,
                 responder: Arc::new(responder),
@@ -151,9 +192,14 @@ impl<K, St, B> RateLimitLayer<K, St, B> {
         }
     }
 
-    /// The quota.
+    /// The quota (the first window of the layer's policy).
     pub fn quota(&self) -> Quota {
-        self.config.quota
+        self.config.policy.first()
+    }
+
+    /// The layer's policy: every window (for keys without a tier of their own).
+    pub fn policy(&self) -> &Policy {
+        &self.config.policy
     }
 
     /// The key extractor.
@@ -193,7 +239,7 @@ pub(crate) fn fmt_config<'a, 'b, K: fmt::Debug, St: fmt::Debug, B>(
     debug
         .field("key", &config.extractor)
         .field("store", &config.store)
-        .field("quota", &config.quota)
+        .field("policy", &config.policy)
         .field("cost", &config.cost)
         .field("on_missing_key", &config.on_missing_key)
         .field("responses", &config.responder);
@@ -220,33 +266,37 @@ impl<S, K, St, B> Layer<S> for RateLimitLayer<K, St, B> {
 /// build time, keyed by whatever key you choose) or [`WithStore`] (the one you gave).
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct RateLimitLayerBuilder<K, C, B = &'static str> {
-    quota: Quota,
+    /// The layer's policy, window by window (checked by `build`).
+    windows: Vec<(Cow<'static, str>, Quota)>,
     extractor: K,
     store: C,
     cost: Cost,
     timing: RetryAfter,
     ratelimit_headers: bool,
-    policy_name: Cow<'static, str>,
     report_only: bool,
     on_missing_key: MissingKey,
     deny: Option<DenyFn<B>>,
+    /// The smallest burst of the tiers' policies, when `tiers` was called.
+    tier_bursts: Option<NonZeroU32>,
 }
 
 impl<K, C, B> RateLimitLayerBuilder<K, C, B> {
     /// Sets the key extractor: what a request is counted against (see [`ExtractKey`] and the
     /// built-in keys). The default is [`IpKey::new()`](super::IpKey::new).
+    ///
+    /// Call it before [`tiers`](Self::tiers): a new key replaces the tiered one.
     pub fn key<K2: ExtractKey>(self, key: K2) -> RateLimitLayerBuilder<K2, C, B> {
         RateLimitLayerBuilder {
-            quota: self.quota,
+            windows: self.windows,
             extractor: key,
             store: self.store,
             cost: self.cost,
             timing: self.timing,
             ratelimit_headers: self.ratelimit_headers,
-            policy_name: self.policy_name,
             report_only: self.report_only,
             on_missing_key: self.on_missing_key,
             deny: self.deny,
+            tier_bursts: None,
         }
     }
 
@@ -254,16 +304,16 @@ impl<K, C, B> RateLimitLayerBuilder<K, C, B> {
     /// [`Scoped`](super::Scoped) keys to choose which).
     pub fn store<St>(self, store: St) -> RateLimitLayerBuilder<K, WithStore<St>, B> {
         RateLimitLayerBuilder {
-            quota: self.quota,
+            windows: self.windows,
             extractor: self.extractor,
             store: WithStore(store),
             cost: self.cost,
             timing: self.timing,
             ratelimit_headers: self.ratelimit_headers,
-            policy_name: self.policy_name,
             report_only: self.report_only,
             on_missing_key: self.on_missing_key,
             deny: self.deny,
+            tier_bursts: self.tier_bursts,
         }
     }
 
@@ -310,11 +360,43 @@ impl<K, C, B> RateLimitLayerBuilder<K, C, B> {
         self
     }
 
-    /// The policy name in the IETF fields (`"default"` by default): printable ASCII without
-    /// `"` or `\`, 1 to 64 characters, checked by [`build`](Self::build). Give stacked layers
-    /// different names.
+    /// The policy name in the IETF fields (`"default"` by default) — of the first window,
+    /// when there are several: printable ASCII without `"` or `\`, 1 to 64 characters, checked
+    /// by [`build`](Self::build). Give stacked layers different names.
     pub fn policy_name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
-        self.policy_name = name.into();
+        if let Some(first) = self.windows.first_mut() {
+            first.0 = name.into();
+        }
+        self
+    }
+
+    /// Adds a window: a request must also fit in `quota`, named `name` in the IETF fields
+    /// (name the first window with [`policy_name`](Self::policy_name)). A request is admitted
+    /// only if every window admits it, and a denial charges no window — see [`Policy`].
+    ///
+    /// ```
+    /// use tower_bouncer::rate_limit::RateLimitLayer;
+    ///
+    /// // 10 per second and 1,000 per hour, each with its own burst.
+    /// let layer = RateLimitLayer::builder("10/s".parse()?)
+    ///     .policy_name("per-second")
+    ///     .and_quota("per-hour", "1000/h".parse()?)
+    ///     .ratelimit_headers(true)
+    ///     .build()?;
+    /// assert_eq!(layer.policy().window_count(), 2);
+    /// # Ok::<(), tower_bouncer::ConfigError>(())
+    /// ```
+    pub fn and_quota(mut self, name: impl Into<Cow<'static, str>>, quota: Quota) -> Self {
+        self.windows.push((name.into(), quota));
+        self
+    }
+
+    /// Costs per route, from a [`RouteCosts`] table (feature `axum`): `/export` costs 10,
+    /// everything else 1. Every cost is checked against the bursts by [`build`](Self::build).
+    #[cfg(feature = "axum")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+    pub fn route_costs(mut self, costs: RouteCosts) -> Self {
+        self.cost = Cost::Routes(Arc::new(costs));
         self
     }
 
@@ -366,16 +448,45 @@ impl<K, C, B> RateLimitLayerBuilder<K, C, B> {
         F: Fn(&RateLimited) -> Response<B2> + Send + Sync + 'static,
     {
         RateLimitLayerBuilder {
-            quota: self.quota,
+            windows: self.windows,
             extractor: self.extractor,
             store: self.store,
             cost: self.cost,
             timing: self.timing,
             ratelimit_headers: self.ratelimit_headers,
-            policy_name: self.policy_name,
             report_only: self.report_only,
             on_missing_key: self.on_missing_key,
             deny: Some(Arc::new(deny)),
+            tier_bursts: self.tier_bursts,
+        }
+    }
+}
+
+impl<K: ExtractKey, C, B> RateLimitLayerBuilder<K, C, B> {
+    /// A policy per tier: each request's tier (from its extensions, set by your
+    /// authentication layer, or from a closure) picks its policy in `tiers`; a request with
+    /// no tier or an unknown one gets the layer's own policy (the quota given to
+    /// [`builder`](RateLimitLayer::builder)). The key becomes a [`TierKey`](super::TierKey):
+    /// keys of different tiers never share state. See [`Tiers`] for an example.
+    ///
+    /// Call it after [`key`](Self::key). Fixed and per-route costs are checked against the
+    /// bursts of every tier.
+    pub fn tiers<T>(self, tiers: Tiers<T>) -> RateLimitLayerBuilder<Tiered<T, K>, C, B>
+    where
+        T: PartialEq + Send + Sync + 'static,
+    {
+        let tier_bursts = tiers.policies().map(|(_, policy)| policy.min_burst()).min();
+        RateLimitLayerBuilder {
+            windows: self.windows,
+            extractor: tiers.wrap(self.extractor),
+            store: self.store,
+            cost: self.cost,
+            timing: self.timing,
+            ratelimit_headers: self.ratelimit_headers,
+            report_only: self.report_only,
+            on_missing_key: self.on_missing_key,
+            deny: self.deny,
+            tier_bursts,
         }
     }
 }
@@ -389,38 +500,43 @@ where
     ///
     /// # Errors
     ///
-    /// - a fixed [`cost`](Self::cost) above the quota's burst (it could never pass);
+    /// - a policy that cannot be built: more than [`MAX_WINDOWS`](crate::store::MAX_WINDOWS)
+    ///   windows, two with one name, a name that cannot be sent (see [`Policy`]);
+    /// - a fixed [`cost`](Self::cost), or a [route cost](Self::route_costs), above the
+    ///   smallest burst of any window of any tier (it could never pass), or a route cost of 0;
     /// - [`ratelimit_headers(true)`](Self::ratelimit_headers) together with
     ///   [`hide_timing`](Self::hide_timing) (the fields are timing hints);
     /// - a [`policy_name`](Self::policy_name) that cannot be sent in the fields.
     pub fn build(self) -> Result<RateLimitLayer<K, C::Store, B>, ConfigError> {
-        if let Cost::Fixed(cost) = &self.cost {
-            if *cost > self.quota.burst() {
+        let policy = Policy::from_windows(self.windows)?;
+        let min_burst = match self.tier_bursts {
+            Some(tiers) => tiers.min(policy.min_burst()),
+            None => policy.min_burst(),
+        };
+        match &self.cost {
+            Cost::Fixed(cost) if *cost > min_burst => {
                 return Err(ConfigError::new(
                     "the cost of a request is larger than the quota's burst: no request could ever pass",
                 ));
             }
+            #[cfg(feature = "axum")]
+            Cost::Routes(costs) => costs.check(min_burst.get())?,
+            _ => {}
         }
-        let fields = if self.ratelimit_headers {
-            if self.timing == RetryAfter::Hidden {
-                return Err(ConfigError::new(
-                    "ratelimit headers are timing hints: they cannot be enabled with hidden timing",
-                ));
-            }
-            Some(PolicyFields::new(&self.policy_name, &self.quota)?)
-        } else {
-            None
-        };
+        if self.ratelimit_headers && self.timing == RetryAfter::Hidden {
+            return Err(ConfigError::new(
+                "ratelimit headers are timing hints: they cannot be enabled with hidden timing",
+            ));
+        }
         Ok(RateLimitLayer::assemble(
             self.extractor,
             self.store.provide_store(),
-            self.quota,
+            policy,
             self.cost,
             self.on_missing_key,
             Responder {
-                quota: self.quota,
                 timing: self.timing,
-                fields,
+                fields: self.ratelimit_headers,
                 deny: self.deny,
                 report_only: self.report_only,
             },
@@ -431,16 +547,16 @@ where
 impl<K: fmt::Debug, C: fmt::Debug, B> fmt::Debug for RateLimitLayerBuilder<K, C, B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RateLimitLayerBuilder")
-            .field("quota", &self.quota)
+            .field("windows", &self.windows)
             .field("key", &self.extractor)
             .field("store", &self.store)
             .field("cost", &self.cost)
             .field("retry_after", &self.timing)
             .field("ratelimit_headers", &self.ratelimit_headers)
-            .field("policy_name", &self.policy_name)
             .field("report_only", &self.report_only)
             .field("on_missing_key", &self.on_missing_key)
             .field("custom_deny_response", &self.deny.is_some())
+            .field("tiers", &self.tier_bursts.is_some())
             .finish()
     }
 }

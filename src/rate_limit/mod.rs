@@ -130,12 +130,16 @@ let reset = RateLimitLayer::builder(quota)
 "#
 )]
 
+#[cfg(feature = "axum")]
+mod cost;
 mod future;
 mod key;
 mod layer;
+mod policy;
 mod quota;
 mod response;
 mod service;
+mod tier;
 
 pub use future::ResponseFuture;
 pub use key::{
@@ -146,6 +150,10 @@ pub use key::{RouteKey, RoutePath};
 pub use layer::{
     DefaultStore, MissingKey, ProvideStore, RateLimitLayer, RateLimitLayerBuilder, WithStore,
 };
+#[cfg(feature = "axum")]
+pub use cost::RouteCosts;
+pub use policy::{Policy, PolicyBuilder};
 pub use quota::Quota;
 pub use response::{RateLimited, RetryAfter};
 pub use service::RateLimit;
+pub use tier::{TierKey, Tiered, Tiers};

@@ -13,7 +13,7 @@ use std::time::Duration;
 use http::header::{CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderName, HeaderValue, Response, StatusCode};
 
-use super::Quota;
+use super::{Policy, Quota};
 use crate::store::Decision;
 use crate::ConfigError;
 
@@ -119,6 +119,7 @@ pub(crate) type DenyFn<B> = Arc<dyn Fn(&RateLimited) -> Response<B> + Send + Syn
 /// The prebuilt IETF fields of one policy.
 #[derive(Clone)]
 pub(crate) struct PolicyFields {
+    name: Box<str>,
     /// `RateLimit-Policy`, complete: `"default";q=100;w=60`.
     policy: HeaderValue,
     /// The start of every `RateLimit` value: `"default";r=`.
@@ -128,7 +129,7 @@ pub(crate) struct PolicyFields {
 /// The longest policy name accepted, so a `RateLimit` value fits in a stack buffer.
 const MAX_POLICY_NAME: usize = 64;
 /// `"` name `";r=` u32 `;t=` u64.
-const FIELD_CAPACITY: usize = MAX_POLICY_NAME + 2 + 3 + 10 + 3 + 20;
+pub(crate) const FIELD_CAPACITY: usize = MAX_POLICY_NAME + 2 + 3 + 10 + 3 + 20;
 
 impl PolicyFields {
     pub(crate) fn new(name: &str, quota: &Quota) -> Result<Self, ConfigError> {
@@ -161,9 +162,15 @@ impl PolicyFields {
         prefix.extend_from_slice(name.as_bytes());
         prefix.extend_from_slice(b"\";r=");
         Ok(Self {
+            name: name.into(),
             policy,
             prefix: prefix.into_boxed_slice(),
         })
+    }
+
+    /// The policy's name.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
     }
 
     /// The `RateLimit-Policy` value.
@@ -175,21 +182,30 @@ impl PolicyFields {
     /// (one copy into the header value, no string formatting).
     pub(crate) fn field(&self, remaining: u32, reset_secs: u64) -> HeaderValue {
         let mut buffer = [0u8; FIELD_CAPACITY];
-        let mut at = 0;
-        // The prefix is at most MAX_POLICY_NAME + 5 bytes (checked in `new`), and the two
-        // numbers at most 10 + 20 digits: everything fits in FIELD_CAPACITY.
-        buffer[..self.prefix.len()].copy_from_slice(&self.prefix);
-        at += self.prefix.len();
-        at += write_decimal(&mut buffer[at..], u64::from(remaining));
-        buffer[at..at + 3].copy_from_slice(b";t=");
-        at += 3;
-        at += write_decimal(&mut buffer[at..], reset_secs);
+        let at = self.write_field(&mut buffer, remaining, reset_secs);
         match HeaderValue::from_bytes(&buffer[..at]) {
             Ok(value) => value,
             // Unreachable: the name was checked to be visible ascii and the rest is digits and
             // `;=`. Answer the policy-less form rather than panic.
             Err(_) => HeaderValue::from_static("r=0"),
         }
+    }
+}
+
+impl PolicyFields {
+    /// Writes `"name";r=<remaining>;t=<seconds>` at the start of `out`, which must hold
+    /// [`FIELD_CAPACITY`] bytes; answers the length written.
+    pub(crate) fn write_field(&self, out: &mut [u8], remaining: u32, reset_secs: u64) -> usize {
+        let mut at = 0;
+        // The prefix is at most MAX_POLICY_NAME + 5 bytes (checked in `new`), and the two
+        // numbers at most 10 + 20 digits: everything fits in FIELD_CAPACITY.
+        out[..self.prefix.len()].copy_from_slice(&self.prefix);
+        at += self.prefix.len();
+        at += write_decimal(&mut out[at..], u64::from(remaining));
+        out[at..at + 3].copy_from_slice(b";t=");
+        at += 3;
+        at += write_decimal(&mut out[at..], reset_secs);
+        at
     }
 }
 
@@ -245,12 +261,14 @@ pub(crate) struct Timing {
 impl Timing {
     /// `with_reset`: whether the `RateLimit` field is sent, so `t` is needed (and
     /// `Retry-After` must not be earlier than it); without the field only the store's wait
-    /// counts.
-    pub(crate) fn of(decision: &Decision, quota: &Quota, with_reset: bool) -> Self {
-        let reset = if with_reset {
-            ceil_secs(more_quota_after(decision, quota))
-        } else {
+    /// counts. With several windows, `t` is the longest of the windows that deny.
+    pub(crate) fn of(decision: &Decision, policy: &Policy, cost: u32, with_reset: bool) -> Self {
+        let reset = if !with_reset {
             0
+        } else if policy.is_single() {
+            ceil_secs(more_quota_after(decision, &policy.first()))
+        } else {
+            policy.denial(decision, cost).0
         };
         let retry_after = if decision.allowed() {
             None
@@ -265,27 +283,34 @@ impl Timing {
 
 /// How the responses of one layer look: built once, shared by every service and future.
 pub(crate) struct Responder<B> {
-    pub(crate) quota: Quota,
     pub(crate) timing: RetryAfter,
-    pub(crate) fields: Option<PolicyFields>,
+    /// Whether the IETF fields are sent (each policy prebuilt its own).
+    pub(crate) fields: bool,
     pub(crate) deny: Option<DenyFn<B>>,
     pub(crate) report_only: bool,
 }
 
 impl<B> Responder<B> {
     /// The `RateLimit-Policy` and `RateLimit` values of an allowed request, when enabled.
-    pub(crate) fn allowed_fields(&self, decision: &Decision) -> Option<[HeaderValue; 2]> {
-        if self.report_only {
+    pub(crate) fn allowed_fields(
+        &self,
+        decision: &Decision,
+        policy: &Policy,
+    ) -> Option<[HeaderValue; 2]> {
+        if self.report_only || !self.fields {
             return None;
         }
-        let fields = self.fields.as_ref()?;
-        let reset = ceil_secs(more_quota_after(decision, &self.quota));
-        Some([fields.policy(), fields.field(decision.remaining(), reset)])
+        Some(fields_of(decision, policy, None))
     }
 
     /// The 429 for `limited`. `timing` is `None` when the request can never pass: then the
     /// response carries no retry hint.
-    pub(crate) fn deny<R>(&self, limited: RateLimited, timing: Option<Timing>) -> Response<R>
+    pub(crate) fn deny<R>(
+        &self,
+        limited: RateLimited,
+        timing: Option<(Timing, &Decision)>,
+        policy: &Policy,
+    ) -> Response<R>
     where
         R: From<&'static str> + From<B>,
     {
@@ -295,17 +320,18 @@ impl<B> Responder<B> {
         };
         if self.timing == RetryAfter::Visible {
             let headers = response.headers_mut();
-            if let Some(fields) = &self.fields {
+            if self.fields {
                 if !headers.contains_key(RATELIMIT_POLICY) {
-                    headers.insert(RATELIMIT_POLICY, fields.policy());
+                    headers.insert(RATELIMIT_POLICY, policy.policy_field());
                 }
-                if let Some(timing) = timing {
+                if let Some((timing, decision)) = timing {
                     if !headers.contains_key(RATELIMIT) {
-                        headers.insert(RATELIMIT, fields.field(0, timing.reset));
+                        let [_, field] = fields_of(decision, policy, Some(timing));
+                        headers.insert(RATELIMIT, field);
                     }
                 }
             }
-            if let Some(seconds) = timing.and_then(|timing| timing.retry_after) {
+            if let Some(seconds) = timing.and_then(|(timing, _)| timing.retry_after) {
                 if !headers.contains_key(RETRY_AFTER) {
                     headers.insert(RETRY_AFTER, seconds_value(seconds));
                 }
@@ -319,12 +345,29 @@ impl<B> Responder<B> {
 impl<B> fmt::Debug for Responder<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Responder")
-            .field("quota", &self.quota)
             .field("retry_after", &self.timing)
             .field("ratelimit_headers", &self.fields)
             .field("custom_deny_response", &self.deny.is_some())
             .field("report_only", &self.report_only)
             .finish()
+    }
+}
+
+/// `RateLimit-Policy` and `RateLimit` for `decision` under `policy`. One window: its fields,
+/// with `r=0` and the denial's `t` when denied. Several: every window with its own `r` and `t`.
+fn fields_of(decision: &Decision, policy: &Policy, denied: Option<Timing>) -> [HeaderValue; 2] {
+    if policy.is_single() {
+        let fields = policy.first_fields();
+        let field = match denied {
+            Some(timing) => fields.field(0, timing.reset),
+            None => fields.field(
+                decision.remaining(),
+                ceil_secs(more_quota_after(decision, &policy.first())),
+            ),
+        };
+        [fields.policy(), field]
+    } else {
+        [policy.policy_field(), policy.windows_field(decision)]
     }
 }
 

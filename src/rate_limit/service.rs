@@ -13,7 +13,7 @@ use tower_service::Service;
 use super::future::{Extra, Pending, ResponseFuture, Verdict};
 use super::layer::{fmt_config, Config, Cost};
 use super::response::{json_response, Responder, Timing, MISSING_KEY_BODY, STORE_ERROR_BODY};
-use super::{ExtractKey, MissingKey, RateLimited};
+use super::{ExtractKey, MissingKey, Policy, RateLimited};
 use crate::client_ip::{ClientIp, RequestView};
 use crate::store::{Decision, Store, StoreError};
 
@@ -96,17 +96,21 @@ where
                 None => ResponseFuture::inner(self.inner.call(request), Extra::none()),
             };
         };
+        // The key's own policy (its tier's), else the layer's.
+        let policy = config.extractor.policy(&key).unwrap_or(&config.policy);
         let cost = match &config.cost {
             Cost::Fixed(cost) => cost.get(),
             Cost::Computed(compute) => compute(&view),
+            #[cfg(feature = "axum")]
+            Cost::Routes(costs) => costs.cost_of(&view),
         };
-        let charge = NonZeroU32::new(cost).filter(|charge| *charge <= config.quota.burst());
+        let charge = NonZeroU32::new(cost).filter(|charge| *charge <= policy.min_burst());
         let Some(charge) = charge else {
-            let verdict = never_passes(&config.responder, &request, &key, cost);
+            let verdict = never_passes(&config.responder, policy, &request, &key, cost);
             return finish(&mut self.inner, request, verdict);
         };
 
-        let mut check = config.store.check(&key, &config.quota, charge);
+        let mut check = config.store.check(&key, policy.quotas(), charge);
         // A store that decides synchronously (the memory store's future is `Ready`) answers on
         // this first poll, and the inner service — made ready by `poll_ready` — is called
         // right here: no clone of it, no state machine. Polling with a no-op waker is allowed:
@@ -114,7 +118,7 @@ where
         // again by the response future with the task's real waker.
         match Pin::new(&mut check).poll(&mut Context::from_waker(Waker::noop())) {
             Poll::Ready(result) => {
-                let verdict = decide(&config.responder, &request, &key, cost, result);
+                let verdict = decide(&config.responder, policy, &request, &key, cost, result);
                 finish(&mut self.inner, request, verdict)
             }
             Poll::Pending => {
@@ -122,11 +126,13 @@ where
                 // driven to readiness by the next `poll_ready`.
                 let clone = self.inner.clone();
                 let service = mem::replace(&mut self.inner, clone);
+                let policy = policy.clone();
                 ResponseFuture::checking(
                     check,
                     Pending {
                         service,
                         request,
+                        policy,
                         key,
                         cost,
                         responder: Arc::clone(&config.responder),
@@ -188,6 +194,7 @@ where
 /// The request costs 0 or more than the burst: it can never pass.
 fn never_passes<Key, B, ReqBody, R>(
     responder: &Responder<B>,
+    policy: &Policy,
     request: &Request<ReqBody>,
     key: &Key,
     cost: u32,
@@ -202,20 +209,28 @@ where
         key = ?key,
         route = route(request),
         cost,
-        burst = responder.quota.burst().get(),
+        burst = policy.min_burst().get(),
         report_only = responder.report_only,
         "rate limit: denied; the cost can never fit in the burst"
     );
-    let limited = RateLimited::new(None, responder.quota, cost, responder.report_only);
+    // The window whose burst is too small (the first, for a cost of 0).
+    let quota = policy
+        .quotas()
+        .iter()
+        .copied()
+        .find(|quota| quota.burst().get() < cost)
+        .unwrap_or(policy.first());
+    let limited = RateLimited::new(None, quota, cost, responder.report_only);
     if responder.report_only {
         return Verdict::Pass(Extra::report(limited));
     }
-    Verdict::Respond(responder.deny(limited, None))
+    Verdict::Respond(responder.deny(limited, None, policy))
 }
 
 /// What a store decision means for the request, with its one tracing event.
 pub(crate) fn decide<Key, B, ReqBody, R>(
     responder: &Responder<B>,
+    policy: &Policy,
     request: &Request<ReqBody>,
     key: &Key,
     cost: u32,
@@ -257,12 +272,12 @@ where
             remaining = decision.remaining(),
             "rate limit: allowed"
         );
-        return Verdict::Pass(Extra::fields(responder.allowed_fields(&decision)));
+        return Verdict::Pass(Extra::fields(responder.allowed_fields(&decision, policy)));
     }
     // A denial without a wait (a store saying the cost can never fit) gets no retry hint.
     let timing = decision
         .retry_after()
-        .map(|_| Timing::of(&decision, &responder.quota, responder.fields.is_some()));
+        .map(|_| Timing::of(&decision, policy, cost, responder.fields));
     tracing::info!(
         target: "tower_bouncer::rate_limit",
         ip = %MaybeIp(client_ip(request)),
@@ -273,16 +288,17 @@ where
         report_only = responder.report_only,
         "rate limit: denied"
     );
-    let limited = RateLimited::new(
-        decision.retry_after(),
-        responder.quota,
-        cost,
-        responder.report_only,
-    );
+    // The window that denied; with several, the one with the longest wait.
+    let quota = if policy.is_single() {
+        policy.first()
+    } else {
+        policy.quota(policy.denial(&decision, cost).1)
+    };
+    let limited = RateLimited::new(decision.retry_after(), quota, cost, responder.report_only);
     if responder.report_only {
         return Verdict::Pass(Extra::report(limited));
     }
-    Verdict::Respond(responder.deny(limited, timing))
+    Verdict::Respond(responder.deny(limited, timing.map(|timing| (timing, &decision)), policy))
 }
 
 fn client_ip<B>(request: &Request<B>) -> Option<IpAddr> {

@@ -66,7 +66,6 @@ impl Gcra {
     /// The decision to report for `verdict`, given the TAT that is stored after it (the new
     /// one when allowed, the unchanged one otherwise; `None`: no state).
     pub(crate) fn decision(&self, verdict: Verdict, tat_after: Option<u64>, now: u64) -> Decision {
-        let tat = tat_after.unwrap_or(now).max(now);
         let decision = match verdict {
             Verdict::Allow { .. } => Decision::admitted(),
             Verdict::DenyUntil { earliest } => {
@@ -74,6 +73,16 @@ impl Gcra {
             }
             Verdict::DenyForever => Decision::denied_forever(),
         };
+        let report = self.report(tat_after.unwrap_or(now), now);
+        decision
+            .with_remaining(report.remaining)
+            .with_next_cell_after(Duration::from_nanos(report.next_cell_after))
+            .with_full_after(Duration::from_nanos(report.full_after))
+    }
+
+    /// What a key whose TAT is `tat` has at `now`.
+    fn report(&self, tat: u64, now: u64) -> Report {
+        let tat = tat.max(now);
         // Cells available now: n such that now ≥ TAT + T×(n − 1) − tau.
         let slack = now.saturating_add(self.tau);
         let remaining = if tat <= slack {
@@ -83,18 +92,134 @@ impl Gcra {
         } else {
             0
         };
-        decision
+        Report {
             // `remaining ≤ burst`, a u32.
-            .with_remaining(u32::try_from(remaining).unwrap_or(self.burst))
-            .with_next_cell_after(Duration::from_nanos(
-                tat.saturating_sub(self.tau).saturating_sub(now),
-            ))
-            .with_full_after(Duration::from_nanos(tat - now))
+            remaining: u32::try_from(remaining).unwrap_or(self.burst),
+            next_cell_after: tat.saturating_sub(self.tau).saturating_sub(now),
+            full_after: tat - now,
+        }
     }
 
     /// Ticks per cell.
     pub(crate) fn interval(&self) -> u64 {
         self.t
+    }
+}
+
+/// The state of one window as a decision reports it (nanoseconds from now).
+#[derive(Debug, Clone, Copy)]
+struct Report {
+    remaining: u32,
+    next_cell_after: u64,
+    full_after: u64,
+}
+
+/// The most windows one decision evaluates together.
+pub(crate) const MAX_WINDOWS: usize = 4;
+
+/// Several quotas decided together: a request is allowed only if every window allows it, and
+/// then every window is charged; a denial charges none.
+///
+/// The state of a key is one TAT per window, `[u64; MAX_WINDOWS]`, the unused tail zero. A
+/// TAT of 0 is never after `now`, so an all-zero state decides like an absent key (see "an
+/// expired key is an absent key" in the module docs), window by window.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Windows {
+    gcras: [Gcra; MAX_WINDOWS],
+    len: usize,
+}
+
+/// What several windows decide together, before anything is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WindowsVerdict {
+    /// Every window allows: store these TATs.
+    Allow { new_tats: [u64; MAX_WINDOWS] },
+    /// At least one window denies; the request fits at the latest of their earliest times.
+    DenyUntil { earliest: u64 },
+    /// The cost exceeds the burst of a window.
+    DenyForever,
+}
+
+impl Windows {
+    /// The windows of `quotas`; `None` when there are none or more than [`MAX_WINDOWS`].
+    pub(crate) fn new(quotas: &[Quota]) -> Option<Self> {
+        if quotas.is_empty() || quotas.len() > MAX_WINDOWS {
+            return None;
+        }
+        let first = Gcra::new(&quotas[0]);
+        let mut gcras = [first; MAX_WINDOWS];
+        for (gcra, quota) in gcras.iter_mut().zip(quotas).skip(1) {
+            *gcra = Gcra::new(quota);
+        }
+        Some(Self {
+            gcras,
+            len: quotas.len(),
+        })
+    }
+
+    fn active(&self) -> &[Gcra] {
+        &self.gcras[..self.len]
+    }
+
+    /// The verdict for `cost` cells at `now`, given the stored TATs (all zero: no state).
+    pub(crate) fn verdict(&self, tats: &[u64; MAX_WINDOWS], now: u64, cost: u32) -> WindowsVerdict {
+        let mut new_tats = [0; MAX_WINDOWS];
+        let mut latest: Option<u64> = None;
+        for ((gcra, &tat), new_tat) in self.active().iter().zip(tats).zip(&mut new_tats) {
+            match gcra.verdict(Some(tat), now, cost) {
+                Verdict::Allow { new_tat: allowed } => *new_tat = allowed,
+                Verdict::DenyUntil { earliest } => {
+                    latest = Some(latest.map_or(earliest, |latest| latest.max(earliest)));
+                }
+                Verdict::DenyForever => return WindowsVerdict::DenyForever,
+            }
+        }
+        match latest {
+            Some(earliest) => WindowsVerdict::DenyUntil { earliest },
+            None => WindowsVerdict::Allow { new_tats },
+        }
+    }
+
+    /// The decision to report for `verdict`, given the TATs stored after it: the fewest cells
+    /// left in any window, the longest time to the next cell and to full, and each window's
+    /// time to full ([`Decision::window_full_after`]).
+    pub(crate) fn decision(
+        &self,
+        verdict: WindowsVerdict,
+        tats_after: &[u64; MAX_WINDOWS],
+        now: u64,
+    ) -> Decision {
+        let mut decision = match verdict {
+            WindowsVerdict::Allow { .. } => Decision::admitted(),
+            WindowsVerdict::DenyUntil { earliest } => {
+                Decision::denied_for(Duration::from_nanos(earliest - now))
+            }
+            WindowsVerdict::DenyForever => Decision::denied_forever(),
+        };
+        let mut remaining = u32::MAX;
+        let mut next_cell_after = 0;
+        let mut full_after = 0;
+        for (index, (gcra, &tat)) in self.active().iter().zip(tats_after).enumerate() {
+            let report = gcra.report(tat, now);
+            remaining = remaining.min(report.remaining);
+            next_cell_after = next_cell_after.max(report.next_cell_after);
+            full_after = full_after.max(report.full_after);
+            decision =
+                decision.with_window_full_after(index, Duration::from_nanos(report.full_after));
+        }
+        decision
+            .with_remaining(remaining)
+            .with_next_cell_after(Duration::from_nanos(next_cell_after))
+            .with_full_after(Duration::from_nanos(full_after))
+    }
+
+    /// The shortest interval of the windows (the retry hint of a refusal at the cap).
+    pub(crate) fn interval(&self) -> u64 {
+        self.active()
+            .iter()
+            .map(Gcra::interval)
+            .min()
+            .unwrap_or(1)
     }
 }
 

@@ -16,8 +16,8 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError, RwLock, Weak};
 use std::thread;
 use std::time::Duration;
 
-use super::gcra::{nanos, Gcra, Verdict};
-use super::{Clock, Decision, MonotonicClock, Store, StoreError};
+use super::gcra::{nanos, Gcra, Verdict, Windows, WindowsVerdict, MAX_WINDOWS};
+use super::{Clock, Decision, MonotonicClock, Store, StoreError, StoreErrorKind};
 use crate::rate_limit::Quota;
 
 const DEFAULT_MAX_KEYS: usize = 1_000_000;
@@ -127,7 +127,7 @@ struct Inner<K> {
 // Aligned to two cache lines so that the lock words of two shards never share one.
 #[repr(align(128))]
 struct Shard<K> {
-    map: RwLock<Table<K>>,
+    map: RwLock<Tables<K>>,
     /// The share of `max_keys` this shard may hold.
     cap: usize,
     /// Store time (ns) from which the next sweep forced by the cap may run.
@@ -219,8 +219,24 @@ where
     pub fn theoretical_arrival_time(&self, key: &K) -> Option<Duration> {
         let hash = key_hash(key);
         let map = self.inner.shard(hash).read();
-        map.get(&Probe { hash, key } as &dyn Lookup<K>)
+        map.one
+            .get(&Probe { hash, key } as &dyn Lookup<K>)
             .map(|tat| Duration::from_nanos(tat.load(Ordering::Relaxed)))
+    }
+
+    /// The theoretical arrival times of `key` tracked under several windows at once, one per
+    /// window in the order the windows were given (the unused tail reads zero); `None` when
+    /// the key is not tracked that way. For tests and diagnostics: a denied request leaves
+    /// every window unchanged.
+    pub fn theoretical_arrival_times(&self, key: &K) -> Option<[Duration; MAX_WINDOWS]> {
+        let hash = key_hash(key);
+        let map = self.inner.shard(hash).read();
+        map.many
+            .get(&Probe { hash, key } as &dyn Lookup<K>)
+            .map(|tats| {
+                let tats = *tats.lock().unwrap_or_else(PoisonError::into_inner);
+                tats.map(Duration::from_nanos)
+            })
     }
 }
 
@@ -259,19 +275,28 @@ where
 {
     type Future = Ready<Result<Decision, StoreError>>;
 
-    fn check(&self, key: &K, quota: &Quota, cost: NonZeroU32) -> Self::Future {
-        ready(Ok(self.inner.decide(key, &Gcra::new(quota), cost.get())))
+    fn check(&self, key: &K, windows: &[Quota], cost: NonZeroU32) -> Self::Future {
+        ready(match windows {
+            [quota] => Ok(self.inner.decide(key, &Gcra::new(quota), cost.get())),
+            _ => match Windows::new(windows) {
+                Some(windows) => Ok(self.inner.decide(key, &windows, cost.get())),
+                None => Err(StoreError::with_source(
+                    StoreErrorKind::Other,
+                    "a rate-limit check needs 1 to 4 windows",
+                )),
+            },
+        })
     }
 }
 
 impl<K> Shard<K> {
     // A poisoned lock means a `Hash` or `Eq` of `K` panicked while it was held; the map is
     // still a valid map (its operations are panic-safe), so the store carries on.
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, Table<K>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Tables<K>> {
         self.map.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Table<K>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Tables<K>> {
         self.map.write().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -285,16 +310,24 @@ impl<K> Shard<K> {
     }
 
     /// Removes the keys expired at `now` (under the write lock), and records when the next
-    /// one expires; answers how many were removed.
-    fn sweep(&self, map: &mut Table<K>, now: u64) -> usize {
+    /// one expires; answers how many were removed. A key of several windows expires when its
+    /// last window is full again.
+    fn sweep(&self, map: &mut Tables<K>, now: u64) -> usize {
         let before = map.len();
         let mut earliest = u64::MAX;
-        map.retain(|_, tat| {
+        map.one.retain(|_, tat| {
             let tat = *tat.get_mut();
             if tat > now {
                 earliest = earliest.min(tat);
             }
             tat > now
+        });
+        map.many.retain(|_, tats| {
+            let last = <Windows as Rule>::expiry(tats.get_mut().unwrap_or_else(PoisonError::into_inner));
+            if last > now {
+                earliest = earliest.min(last);
+            }
+            last > now
         });
         self.earliest_expiry.store(earliest, Ordering::Relaxed);
         self.new_keys_since_sweep.store(0, Ordering::Relaxed);
@@ -307,23 +340,17 @@ impl<K> Inner<K> {
         nanos(self.clock.now())
     }
 
-    /// The answer for a new key when its shard is full.
-    fn refuse_or_pass_untracked(&self, gcra: &Gcra, verdict: Verdict, now: u64) -> Decision {
+    /// The answer for a new key when its shard is full; `state` is what it would have stored.
+    fn refuse_or_pass_untracked<R: Rule>(&self, rule: &R, state: R::State, now: u64) -> Decision {
         self.warn_full(now);
         match self.at_capacity {
             AtCapacity::Deny => {
-                let interval = Duration::from_nanos(gcra.interval());
+                let interval = Duration::from_nanos(rule.interval());
                 Decision::denied_for(interval)
                     .with_next_cell_after(interval)
                     .with_full_after(interval)
             }
-            AtCapacity::Allow => {
-                let tat_after = match verdict {
-                    Verdict::Allow { new_tat } => Some(new_tat),
-                    Verdict::DenyUntil { .. } | Verdict::DenyForever => None,
-                };
-                gcra.decision(verdict, tat_after, now)
-            }
+            AtCapacity::Allow => rule.allowed(state, now),
         }
     }
 
@@ -372,15 +399,14 @@ impl<K: Hash + Eq + Clone> Inner<K> {
             let mut map = shard.write();
             let now = self.now();
             removed += shard.sweep(&mut map, now);
-            if map.len() <= map.capacity() / 4 {
-                let keep = map.len().saturating_mul(2);
-                map.shrink_to(keep);
-            }
+            map.shrink();
         }
         removed
     }
 
-    fn decide(&self, key: &K, gcra: &Gcra, cost: u32) -> Decision {
+    /// One decision for `key` under `rule` (one window or several): the same steps for both,
+    /// each kind of key in its own table.
+    fn decide<R: Rule>(&self, key: &K, rule: &R, cost: u32) -> Decision {
         let hash = key_hash(key);
         let probe = Probe { hash, key };
         let probe = &probe as &dyn Lookup<K>;
@@ -388,23 +414,23 @@ impl<K: Hash + Eq + Clone> Inner<K> {
         {
             let map = shard.read();
             let now = self.now();
-            match map.get(probe) {
-                Some(tat) => {
-                    if let Some(decision) = charge(tat, gcra, now, cost) {
+            match R::table(&map).get(probe) {
+                Some(slot) => {
+                    if let Some(decision) = rule.charge_shared(slot, now, cost) {
                         return decision;
                     }
                     // Lost every race: decide under the write lock below.
                 }
                 None => {
-                    let verdict = gcra.verdict(None, now, cost);
-                    if !matches!(verdict, Verdict::Allow { .. }) {
-                        return gcra.decision(verdict, None, now);
-                    }
+                    let state = match rule.fresh(now, cost) {
+                        Ok(state) => state,
+                        Err(denied) => return denied,
+                    };
                     // A full shard that may not sweep yet refuses without the write lock,
                     // so a flood of new keys at the cap does not block tracked keys.
                     if map.len() >= shard.cap && !shard.purge_due(now) {
                         shard.new_keys_since_sweep.fetch_add(1, Ordering::Relaxed);
-                        return self.refuse_or_pass_untracked(gcra, verdict, now);
+                        return self.refuse_or_pass_untracked(rule, state, now);
                     }
                 }
             }
@@ -412,17 +438,12 @@ impl<K: Hash + Eq + Clone> Inner<K> {
 
         let mut map = shard.write();
         let now = self.now();
-        if let Some(tat) = map.get_mut(probe) {
-            let tat = tat.get_mut();
-            let verdict = gcra.verdict(Some(*tat), now, cost);
-            if let Verdict::Allow { new_tat } = verdict {
-                *tat = new_tat;
-            }
-            return gcra.decision(verdict, Some(*tat), now);
+        if let Some(slot) = R::table_mut(&mut map).get_mut(probe) {
+            return rule.charge_exclusive(slot, now, cost);
         }
-        let verdict = gcra.verdict(None, now, cost);
-        let Verdict::Allow { new_tat } = verdict else {
-            return gcra.decision(verdict, None, now);
+        let state = match rule.fresh(now, cost) {
+            Ok(state) => state,
+            Err(denied) => return denied,
         };
         if map.len() >= shard.cap {
             if shard.purge_due(now) {
@@ -434,21 +455,196 @@ impl<K: Hash + Eq + Clone> Inner<K> {
             if map.len() >= shard.cap {
                 shard.new_keys_since_sweep.fetch_add(1, Ordering::Relaxed);
                 drop(map);
-                return self.refuse_or_pass_untracked(gcra, verdict, now);
+                return self.refuse_or_pass_untracked(rule, state, now);
             }
         }
-        map.insert(Stored(key.clone()), AtomicU64::new(new_tat));
+        R::table_mut(&mut map).insert(Stored(key.clone()), R::slot(state));
         shard.new_keys_since_sweep.fetch_add(1, Ordering::Relaxed);
-        if new_tat < shard.earliest_expiry.load(Ordering::Relaxed) {
-            shard.earliest_expiry.store(new_tat, Ordering::Relaxed);
+        let expiry = R::expiry(&state);
+        if expiry < shard.earliest_expiry.load(Ordering::Relaxed) {
+            shard.earliest_expiry.store(expiry, Ordering::Relaxed);
         }
-        gcra.decision(verdict, Some(new_tat), now)
+        rule.allowed(state, now)
     }
+}
+
+/// The two tables of a shard: keys decided under one window (8 bytes of state, updated by
+/// compare-and-swap) and keys decided under several (one TAT per window behind a small
+/// per-key lock). Both count towards the shard's cap; a key decided both ways has two
+/// independent states.
+struct Tables<K> {
+    one: Table<K, AtomicU64>,
+    many: Table<K, Mutex<[u64; MAX_WINDOWS]>>,
+}
+
+impl<K> Default for Tables<K> {
+    fn default() -> Self {
+        Self {
+            one: HashMap::default(),
+            many: HashMap::default(),
+        }
+    }
+}
+
+impl<K> Tables<K> {
+    fn len(&self) -> usize {
+        self.one.len() + self.many.len()
+    }
+
+    fn capacity(&self) -> usize {
+        self.one.capacity() + self.many.capacity()
+    }
+}
+
+impl<K: Hash + Eq> Tables<K> {
+    /// Gives memory back: each table left at most a quarter full keeps room for twice its
+    /// keys.
+    fn shrink(&mut self) {
+        if self.one.len() <= self.one.capacity() / 4 {
+            self.one.shrink_to(self.one.len().saturating_mul(2));
+        }
+        if self.many.len() <= self.many.capacity() / 4 {
+            self.many.shrink_to(self.many.len().saturating_mul(2));
+        }
+    }
+}
+
+/// How one kind of key is decided and stored: [`Gcra`] (one window, in `Tables::one`) or
+/// [`Windows`] (several, in `Tables::many`).
+trait Rule {
+    /// What the table holds per key.
+    type Slot;
+    /// The state of a key, outside the table.
+    type State: Copy;
+
+    fn table<K>(tables: &Tables<K>) -> &Table<K, Self::Slot>;
+    fn table_mut<K>(tables: &mut Tables<K>) -> &mut Table<K, Self::Slot>;
+    /// An absent key: the state to store when allowed, or the denial.
+    fn fresh(&self, now: u64, cost: u32) -> Result<Self::State, Decision>;
+    /// The decision for a key now holding `state` after being allowed.
+    fn allowed(&self, state: Self::State, now: u64) -> Decision;
+    /// A tracked key, under the shard's read lock; `None` to retry under the write lock.
+    fn charge_shared(&self, slot: &Self::Slot, now: u64, cost: u32) -> Option<Decision>;
+    /// A tracked key, under the shard's write lock.
+    fn charge_exclusive(&self, slot: &mut Self::Slot, now: u64, cost: u32) -> Decision;
+    fn slot(state: Self::State) -> Self::Slot;
+    /// When a key holding `state` is full again (removable).
+    fn expiry(state: &Self::State) -> u64;
+    /// The retry hint of a refusal at the cap.
+    fn interval(&self) -> u64;
+}
+
+impl Rule for Gcra {
+    type Slot = AtomicU64;
+    type State = u64;
+
+    fn table<K>(tables: &Tables<K>) -> &Table<K, AtomicU64> {
+        &tables.one
+    }
+
+    fn table_mut<K>(tables: &mut Tables<K>) -> &mut Table<K, AtomicU64> {
+        &mut tables.one
+    }
+
+    fn fresh(&self, now: u64, cost: u32) -> Result<u64, Decision> {
+        match self.verdict(None, now, cost) {
+            Verdict::Allow { new_tat } => Ok(new_tat),
+            verdict => Err(self.decision(verdict, None, now)),
+        }
+    }
+
+    fn allowed(&self, new_tat: u64, now: u64) -> Decision {
+        self.decision(Verdict::Allow { new_tat }, Some(new_tat), now)
+    }
+
+    fn charge_shared(&self, tat: &AtomicU64, now: u64, cost: u32) -> Option<Decision> {
+        charge(tat, self, now, cost)
+    }
+
+    fn charge_exclusive(&self, tat: &mut AtomicU64, now: u64, cost: u32) -> Decision {
+        let tat = tat.get_mut();
+        let verdict = self.verdict(Some(*tat), now, cost);
+        if let Verdict::Allow { new_tat } = verdict {
+            *tat = new_tat;
+        }
+        self.decision(verdict, Some(*tat), now)
+    }
+
+    fn slot(tat: u64) -> AtomicU64 {
+        AtomicU64::new(tat)
+    }
+
+    fn expiry(tat: &u64) -> u64 {
+        *tat
+    }
+
+    fn interval(&self) -> u64 {
+        Gcra::interval(self)
+    }
+}
+
+impl Rule for Windows {
+    type Slot = Mutex<[u64; MAX_WINDOWS]>;
+    type State = [u64; MAX_WINDOWS];
+
+    fn table<K>(tables: &Tables<K>) -> &Table<K, Self::Slot> {
+        &tables.many
+    }
+
+    fn table_mut<K>(tables: &mut Tables<K>) -> &mut Table<K, Self::Slot> {
+        &mut tables.many
+    }
+
+    fn fresh(&self, now: u64, cost: u32) -> Result<Self::State, Decision> {
+        let absent = [0; MAX_WINDOWS];
+        match self.verdict(&absent, now, cost) {
+            WindowsVerdict::Allow { new_tats } => Ok(new_tats),
+            verdict => Err(self.decision(verdict, &absent, now)),
+        }
+    }
+
+    fn allowed(&self, new_tats: Self::State, now: u64) -> Decision {
+        self.decision(WindowsVerdict::Allow { new_tats }, &new_tats, now)
+    }
+
+    /// The per-key lock is held only for the decision: a few comparisons and stores, nothing
+    /// that can block or panic. Under the shard's read lock, so housekeeping (write lock)
+    /// never removes a key while it is decided.
+    fn charge_shared(&self, slot: &Self::Slot, now: u64, cost: u32) -> Option<Decision> {
+        let mut tats = slot.lock().unwrap_or_else(PoisonError::into_inner);
+        Some(charge_windows(self, &mut tats, now, cost))
+    }
+
+    fn charge_exclusive(&self, slot: &mut Self::Slot, now: u64, cost: u32) -> Decision {
+        let tats = slot.get_mut().unwrap_or_else(PoisonError::into_inner);
+        charge_windows(self, tats, now, cost)
+    }
+
+    fn slot(state: Self::State) -> Self::Slot {
+        Mutex::new(state)
+    }
+
+    fn expiry(tats: &Self::State) -> u64 {
+        tats.iter().copied().max().unwrap_or(0)
+    }
+
+    fn interval(&self) -> u64 {
+        Windows::interval(self)
+    }
+}
+
+/// Decides several windows on a key's TATs, and writes them only when every window allows.
+fn charge_windows(windows: &Windows, tats: &mut [u64; MAX_WINDOWS], now: u64, cost: u32) -> Decision {
+    let verdict = windows.verdict(tats, now, cost);
+    if let WindowsVerdict::Allow { new_tats } = verdict {
+        *tats = new_tats;
+    }
+    windows.decision(verdict, tats, now)
 }
 
 /// The table of a shard: keys hashed once per request with the secret SipHash key of the
 /// process, and that one hash used both to pick the shard and inside the table.
-type Table<K> = HashMap<Stored<K>, AtomicU64, PassThrough>;
+type Table<K, V> = HashMap<Stored<K>, V, PassThrough>;
 
 /// The secret SipHash key every store hashes its keys with, drawn once per process: keys are
 /// chosen by clients, and must not be able to aim at one shard or one bucket.
@@ -670,7 +866,7 @@ where
         let count = wanted.clamp(1, MAX_SHARDS).next_power_of_two().min(most);
         let shards = (0..count)
             .map(|index| Shard {
-                map: RwLock::new(HashMap::default()),
+                map: RwLock::new(Tables::default()),
                 cap: self.max_keys / count + usize::from(index < self.max_keys % count),
                 next_purge: AtomicU64::new(0),
                 new_keys_since_sweep: AtomicU64::new(0),
@@ -881,7 +1077,7 @@ mod tests {
         cost: u32,
     ) -> Decision {
         store
-            .check(&key, quota, NonZeroU32::new(cost).unwrap())
+            .check(&key, std::slice::from_ref(quota), NonZeroU32::new(cost).unwrap())
             .into_inner()
             .unwrap()
     }

@@ -65,17 +65,54 @@
 //! let quota: Quota = "2/min".parse().unwrap();
 //! let one = NonZeroU32::MIN;
 //!
-//! assert!(store.check(&"alice", &quota, one).await?.allowed());
-//! assert!(store.check(&"alice", &quota, one).await?.allowed());
-//! let third = store.check(&"alice", &quota, one).await?;
+//! assert!(store.check(&"alice", &[quota], one).await?.allowed());
+//! assert!(store.check(&"alice", &[quota], one).await?.allowed());
+//! let third = store.check(&"alice", &[quota], one).await?;
 //! assert!(!third.allowed());
 //! // The next cell comes back 30 s after the first one was spent.
 //! let wait = third.retry_after().unwrap();
 //! assert!(wait > Duration::from_secs(29) && wait <= Duration::from_secs(30));
 //! // Another key has its own bucket.
-//! assert!(store.check(&"bob", &quota, one).await?.allowed());
+//! assert!(store.check(&"bob", &[quota], one).await?.allowed());
 //! # Ok::<(), tower_bouncer::store::StoreError>(())
 //! # }).unwrap();
+//! # }
+//! ```
+//!
+//! # Several windows at once
+//!
+//! A request can be held to several quotas at once — "3 per second **and** 5 per minute" — in
+//! one call: it passes only if every window has room, and then every window is charged. A
+//! denial charges **nothing anywhere**, so the window that would have allowed loses no quota
+//! (stacking two single-window limiters gets this wrong: the first one charges before the
+//! second denies).
+//!
+//! ```
+//! # #[cfg(feature = "memory")] {
+//! use std::num::NonZeroU32;
+//! use std::time::Duration;
+//! use tower_bouncer::rate_limit::Quota;
+//! use tower_bouncer::store::{ManualClock, MemoryStore, Store};
+//!
+//! let clock = ManualClock::new();
+//! let store = MemoryStore::builder().clock(clock.clone()).manual_housekeeping().build();
+//! let windows: [Quota; 2] = ["3/s".parse().unwrap(), "5/min".parse().unwrap()];
+//! let one = NonZeroU32::MIN;
+//! let check = |store: &MemoryStore<&str>| store.check(&"alice", &windows, one).into_inner().unwrap();
+//!
+//! let burst = (0..10).filter(|_| check(&store).allowed()).count();
+//! assert_eq!(burst, 3); // the per-second window
+//! let before = store.theoretical_arrival_times(&"alice");
+//! let denied = check(&store);
+//! assert!(!denied.allowed());
+//! assert_eq!(store.theoretical_arrival_times(&"alice"), before); // nothing charged
+//! clock.advance(Duration::from_secs(1));
+//! let more = (0..10).filter(|_| check(&store).allowed()).count();
+//! assert_eq!(more, 2); // the per-minute window has 2 of its 5 left
+//! // Each window's state, for the IETF fields of each policy.
+//! let decision = check(&store);
+//! assert_eq!(decision.remaining(), 0);
+//! assert_eq!(decision.window_full_after(1), Some(Duration::from_secs(59)));
 //! # }
 //! ```
 //!
@@ -103,14 +140,14 @@
 //! let quota: Quota = "1/s".parse().unwrap();
 //! let one = NonZeroU32::MIN;
 //!
-//! assert!(store.check(&42_u64, &quota, one).await.unwrap().allowed());
-//! assert!(!store.check(&42_u64, &quota, one).await.unwrap().allowed());
+//! assert!(store.check(&42_u64, &[quota], one).await.unwrap().allowed());
+//! assert!(!store.check(&42_u64, &[quota], one).await.unwrap().allowed());
 //! clock.advance(Duration::from_secs(1));
 //! assert_eq!(store.len(), 1);
 //! // The bucket of key 42 is full again: housekeeping forgets it.
 //! assert_eq!(store.housekeep(), 1);
 //! assert!(store.is_empty());
-//! assert!(store.check(&42_u64, &quota, one).await.unwrap().allowed());
+//! assert!(store.check(&42_u64, &[quota], one).await.unwrap().allowed());
 //! # });
 //! # }
 //! ```
@@ -141,6 +178,10 @@ pub use memory::{AtCapacity, HousekeepingThread, MemoryStore, MemoryStoreBuilder
 
 use crate::rate_limit::Quota;
 
+/// The most windows (quotas) one [`Store::check`] decides together: 4, enough for "10 per
+/// second, 1,000 per hour and 10,000 per day" and one more.
+pub const MAX_WINDOWS: usize = gcra::MAX_WINDOWS;
+
 /// Keeps GCRA state per key and decides whether a request may pass.
 ///
 /// The future is named so that services built on a store need no boxing: the memory store
@@ -149,18 +190,30 @@ pub trait Store<K>: fmt::Debug + Send + Sync + 'static {
     /// The future of one decision.
     type Future: Future<Output = Result<Decision, StoreError>> + Send + 'static;
 
-    /// Charge `cost` cells of `quota` to `key`, or deny and change nothing.
+    /// Charge `cost` cells of every window in `windows` to `key` — or, if any window denies,
+    /// deny and change nothing in any window.
     ///
-    /// A `cost` above the quota's burst is denied without a retry hint
-    /// ([`Decision::retry_after`] is `None`): it can never pass.
-    fn check(&self, key: &K, quota: &Quota, cost: NonZeroU32) -> Self::Future;
+    /// `windows` is one quota (`std::slice::from_ref(&quota)`, or `&[quota]`) or several
+    /// decided together, at most [`MAX_WINDOWS`]: "10 per second **and** 1,000 per hour". The
+    /// decision is atomic per key: concurrent requests never see one window charged and
+    /// another not, and a denial never spends quota in the windows that would have allowed.
+    /// The [`Decision`] reports the fewest cells left in any window, the longest wait of the
+    /// windows that deny, and each window's state ([`Decision::window_full_after`]).
+    ///
+    /// A `cost` above the burst of any window is denied without a retry hint
+    /// ([`Decision::retry_after`] is `None`): it can never pass. No window, or more than
+    /// [`MAX_WINDOWS`], is an error of kind [`StoreErrorKind::Other`] (a layer never asks).
+    ///
+    /// Two windows over the same key are one state, distinct from the state of that key under
+    /// one window: give a key one set of windows (the layer does).
+    fn check(&self, key: &K, windows: &[Quota], cost: NonZeroU32) -> Self::Future;
 }
 
 impl<K, S: Store<K> + ?Sized> Store<K> for Arc<S> {
     type Future = S::Future;
 
-    fn check(&self, key: &K, quota: &Quota, cost: NonZeroU32) -> Self::Future {
-        (**self).check(key, quota, cost)
+    fn check(&self, key: &K, windows: &[Quota], cost: NonZeroU32) -> Self::Future {
+        (**self).check(key, windows, cost)
     }
 }
 
@@ -175,6 +228,9 @@ pub struct Decision {
     retry_after: u64,
     next_cell_after: u64,
     full_after: u64,
+    /// Nanoseconds until each window is full again, for the first `window_count` windows.
+    windows: [u64; MAX_WINDOWS],
+    window_count: u8,
 }
 
 impl Decision {
@@ -186,6 +242,8 @@ impl Decision {
             retry_after: 0,
             next_cell_after: 0,
             full_after: 0,
+            windows: [0; MAX_WINDOWS],
+            window_count: 0,
         }
     }
 
@@ -229,6 +287,18 @@ impl Decision {
         self
     }
 
+    /// Sets [`window_full_after`](Self::window_full_after) of window `index` (a store deciding
+    /// several windows reports each of them; `index` at or above [`MAX_WINDOWS`] is ignored).
+    #[must_use]
+    pub fn with_window_full_after(mut self, index: usize, full_after: Duration) -> Self {
+        if let Some(slot) = self.windows.get_mut(index) {
+            *slot = gcra::nanos(full_after);
+            // `index < MAX_WINDOWS`, a u8.
+            self.window_count = self.window_count.max(index as u8 + 1);
+        }
+        self
+    }
+
     /// Whether the request may pass (its cells are charged).
     pub const fn allowed(&self) -> bool {
         self.allowed
@@ -256,9 +326,27 @@ impl Decision {
         Duration::from_nanos(self.next_cell_after)
     }
 
-    /// Time until the bucket is completely full again.
+    /// Time until the bucket is completely full again (with several windows: the last of
+    /// them).
     pub const fn full_after(&self) -> Duration {
         Duration::from_nanos(self.full_after)
+    }
+
+    /// Time until window `index` (in the order of the `windows` given to [`Store::check`]) is
+    /// completely full again; `None` past the last window reported. A store that reports no
+    /// window (a single window, described by [`full_after`](Self::full_after) alone) answers
+    /// `full_after` for window 0.
+    ///
+    /// The layer derives each window's cells left and time to the next cell from it, for the
+    /// IETF `RateLimit` field of every policy.
+    pub fn window_full_after(&self, index: usize) -> Option<Duration> {
+        if index < usize::from(self.window_count) {
+            self.windows.get(index).map(|&nanos| Duration::from_nanos(nanos))
+        } else if index == 0 && self.window_count == 0 {
+            Some(self.full_after())
+        } else {
+            None
+        }
     }
 }
 
