@@ -78,7 +78,7 @@ fn ours_per_key() {
     let before = rss_bytes();
     for n in 0..KEYS {
         assert!(store
-            .check(&key(n), &quota, one())
+            .check(&key(n), &[quota], one())
             .into_inner()
             .unwrap()
             .allowed());
@@ -123,7 +123,7 @@ fn flood() {
     let mut denied = 0_u64;
     for n in 0..FLOOD {
         if !store
-            .check(&key(n), &quota, one())
+            .check(&key(n), &[quota], one())
             .into_inner()
             .unwrap()
             .allowed()
@@ -169,7 +169,7 @@ fn churn() {
     for n in 0..FLOOD {
         clock.advance(Duration::from_micros(10));
         if !store
-            .check(&key(n), &quota, one())
+            .check(&key(n), &[quota], one())
             .into_inner()
             .unwrap()
             .allowed()

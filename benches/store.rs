@@ -45,7 +45,7 @@ fn single_key(c: &mut Criterion) {
     let mut group = c.benchmark_group("store");
     let store: MemoryStore<Key> = MemoryStore::new();
     for n in 0..10_000 {
-        store.check(&key(n), &stingy(), one()).into_inner().unwrap();
+        store.check(&key(n), &[stingy()], one()).into_inner().unwrap();
     }
 
     let allow = generous();
@@ -53,14 +53,14 @@ fn single_key(c: &mut Criterion) {
         b.iter(|| {
             black_box(
                 store
-                    .check(black_box(&key(1_000_000)), &allow, one())
+                    .check(black_box(&key(1_000_000)), &[allow], one())
                     .into_inner(),
             )
         })
     });
     let deny = stingy();
     group.bench_function("deny/tower-bouncer", |b| {
-        b.iter(|| black_box(store.check(black_box(&key(7)), &deny, one()).into_inner()))
+        b.iter(|| black_box(store.check(black_box(&key(7)), &[deny], one()).into_inner()))
     });
 
     let governor_allow: governor::DefaultKeyedRateLimiter<Key> =
@@ -81,14 +81,14 @@ fn single_key(c: &mut Criterion) {
     let full: MemoryStore<Key> = MemoryStore::builder().max_keys(10_000).build();
     let mut n = 0;
     while full.len() < 10_000 && n < 1_000_000 {
-        full.check(&key(n), &stingy(), one()).into_inner().unwrap();
+        full.check(&key(n), &[stingy()], one()).into_inner().unwrap();
         n += 1;
     }
     let mut next = 10_000_000;
     group.bench_function("new_key_at_cap/tower-bouncer", |b| {
         b.iter(|| {
             next += 1;
-            black_box(full.check(&key(next), &deny, one()).into_inner())
+            black_box(full.check(&key(next), &[deny], one()).into_inner())
         })
     });
     group.finish();
@@ -106,7 +106,7 @@ fn run_threads(store: &MemoryStore<Key>, threads: u64, iters: u64) -> Duration {
                 let mine = key(thread);
                 barrier.wait();
                 for _ in 0..iters {
-                    let _ = black_box(store.check(black_box(&mine), &quota, one()).into_inner());
+                    let _ = black_box(store.check(black_box(&mine), &[quota], one()).into_inner());
                 }
             })
         })
@@ -124,7 +124,7 @@ fn threads(c: &mut Criterion) {
     let store: MemoryStore<Key> = MemoryStore::new();
     for n in 0..64 {
         store
-            .check(&key(n), &generous(), one())
+            .check(&key(n), &[generous()], one())
             .into_inner()
             .unwrap();
     }

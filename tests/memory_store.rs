@@ -29,7 +29,7 @@ fn check<K>(store: &MemoryStore<K>, key: K, quota: &Quota, cost: u32) -> Decisio
 where
     K: std::hash::Hash + Eq + Clone + Send + Sync + 'static,
 {
-    store.check(&key, quota, nz(cost)).into_inner().unwrap()
+    store.check(&key, std::slice::from_ref(quota), nz(cost)).into_inner().unwrap()
 }
 
 fn manual_store<K>(clock: &ManualClock) -> MemoryStore<K>
@@ -91,7 +91,7 @@ async fn issue_4_tasks_hammering_one_key_with_costs_admit_exactly_the_burst() {
                 let mut cells = 0;
                 for round in 0..200u32 {
                     let cost = 1 + (task + round) % 3;
-                    let decision = store.check(&ip_key(9), &q, nz(cost)).await.unwrap();
+                    let decision = store.check(&ip_key(9), &[q], nz(cost)).await.unwrap();
                     if decision.allowed() {
                         cells += cost;
                     }
@@ -453,8 +453,8 @@ fn the_real_clock_admits_the_burst() {
 #[test]
 fn works_through_the_store_trait_and_an_arc() {
     async fn twice<S: Store<u32>>(store: &S, quota: &Quota) -> (bool, bool) {
-        let first = store.check(&1, quota, NonZeroU32::MIN).await.unwrap();
-        let second = store.check(&1, quota, NonZeroU32::MIN).await.unwrap();
+        let first = store.check(&1, std::slice::from_ref(quota), NonZeroU32::MIN).await.unwrap();
+        let second = store.check(&1, std::slice::from_ref(quota), NonZeroU32::MIN).await.unwrap();
         (first.allowed(), second.allowed())
     }
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -115,7 +115,7 @@ proptest! {
             let cost = cost(raw_cost, burst);
 
             let before = store.theoretical_arrival_time(&key);
-            let ours = store.check(&key, &ours_quota, cost).into_inner().unwrap();
+            let ours = store.check(&key, &[ours_quota], cost).into_inner().unwrap();
             let theirs = limiter.check_key_n(&key, cost);
             match theirs {
                 Err(insufficient) => {
@@ -162,7 +162,7 @@ proptest! {
             clock.advance(Duration::from_nanos(by));
             let cost = cost(raw_cost, burst);
             let before = store.theoretical_arrival_time(&0);
-            let decision = store.check(&0, &quota, cost).into_inner().unwrap();
+            let decision = store.check(&0, &[quota], cost).into_inner().unwrap();
             if decision.allowed() {
                 admitted.push((now, u64::from(cost.get())));
             } else {

@@ -848,13 +848,13 @@ impl Future for Later {
 impl Store<MaskedIp> for SlowStore {
     type Future = Later;
 
-    fn check(&self, key: &MaskedIp, quota: &Quota, cost: NonZeroU32) -> Later {
+    fn check(&self, key: &MaskedIp, windows: &[Quota], cost: NonZeroU32) -> Later {
         let result = if self.fail {
             Err(StoreError::new(
                 tower_bouncer::store::StoreErrorKind::Unavailable,
             ))
         } else {
-            self.inner.check(key, quota, cost).into_inner()
+            self.inner.check(key, windows, cost).into_inner()
         };
         Later {
             result: Some(result),
@@ -935,7 +935,7 @@ struct NeverStore;
 impl Store<MaskedIp> for NeverStore {
     type Future = std::future::Ready<Result<Decision, StoreError>>;
 
-    fn check(&self, _key: &MaskedIp, _quota: &Quota, _cost: NonZeroU32) -> Self::Future {
+    fn check(&self, _key: &MaskedIp, _windows: &[Quota], _cost: NonZeroU32) -> Self::Future {
         std::future::ready(Ok(Decision::denied_forever()))
     }
 }

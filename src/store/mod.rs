@@ -95,22 +95,23 @@
 //! use tower_bouncer::store::{ManualClock, MemoryStore, Store};
 //!
 //! let clock = ManualClock::new();
-//! let store = MemoryStore::builder().clock(clock.clone()).manual_housekeeping().build();
+//! let store: MemoryStore<&'static str> =
+//!     MemoryStore::builder().clock(clock.clone()).manual_housekeeping().build();
 //! let windows: [Quota; 2] = ["3/s".parse().unwrap(), "5/min".parse().unwrap()];
 //! let one = NonZeroU32::MIN;
-//! let check = |store: &MemoryStore<&str>| store.check(&"alice", &windows, one).into_inner().unwrap();
+//! let check = || store.check(&"alice", &windows, one).into_inner().unwrap();
 //!
-//! let burst = (0..10).filter(|_| check(&store).allowed()).count();
+//! let burst = (0..10).filter(|_| check().allowed()).count();
 //! assert_eq!(burst, 3); // the per-second window
 //! let before = store.theoretical_arrival_times(&"alice");
-//! let denied = check(&store);
+//! let denied = check();
 //! assert!(!denied.allowed());
 //! assert_eq!(store.theoretical_arrival_times(&"alice"), before); // nothing charged
 //! clock.advance(Duration::from_secs(1));
-//! let more = (0..10).filter(|_| check(&store).allowed()).count();
+//! let more = (0..10).filter(|_| check().allowed()).count();
 //! assert_eq!(more, 2); // the per-minute window has 2 of its 5 left
 //! // Each window's state, for the IETF fields of each policy.
-//! let decision = check(&store);
+//! let decision = check();
 //! assert_eq!(decision.remaining(), 0);
 //! assert_eq!(decision.window_full_after(1), Some(Duration::from_secs(59)));
 //! # }
