@@ -532,6 +532,21 @@ mod tests {
     }
 
     #[test]
+    fn pseudo_ipv4_is_exactly_240_slash_4() {
+        for (text, pseudo) in [
+            ("240.0.0.0", true),
+            ("240.16.0.1", true),
+            ("255.255.255.254", true),
+            ("239.255.255.255", false),
+            ("203.0.113.7", false),
+            ("::ffff:240.0.0.1", false), // not canonical: never reaches the check as IPv6
+            ("f000::1", false),
+        ] {
+            assert_eq!(is_pseudo_ipv4(text.parse().unwrap()), pseudo, "{text}");
+        }
+    }
+
+    #[test]
     fn cloudfront_viewer_address_splits_at_the_last_colon() {
         let source = TrustedHeader::cloudfront_viewer_address(TrustedRanges::loopback());
         let peer = Some("127.0.0.1");
