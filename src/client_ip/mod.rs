@@ -3,9 +3,11 @@
 //! (Module documentation is completed with the sources.)
 
 mod layer;
+mod parse;
 mod request;
 mod service;
 mod source;
+mod trusted;
 mod value;
 
 #[cfg(feature = "axum")]
@@ -17,4 +19,6 @@ pub use layer::{ClientIpLayer, OnUnresolved};
 pub use request::{PeerAddr, RequestView};
 pub use service::{ClientIpService, ResponseFuture};
 pub use source::{SocketPeer, Reason, Resolution, ResolveClientIp};
+pub use source::{Forwarded, XForwardedFor};
+pub use trusted::{TrustedRanges, CLOUDFLARE_RANGES_DATE};
 pub use value::{ClientIp, SourceKind};

@@ -221,6 +221,10 @@ impl fmt::Display for Reason {
     }
 }
 
+mod forwarded;
 mod peer;
+mod xff;
 
+pub use forwarded::Forwarded;
 pub use peer::SocketPeer;
+pub use xff::XForwardedFor;
