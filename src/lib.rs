@@ -44,6 +44,7 @@
 //! | `signed` | yes | the signed client-IP header for multi-hop deployments |
 //! | `tonic` | no | Tonic's `TcpConnectInfo` as the peer |
 #![cfg_attr(docsrs, feature(doc_cfg))]
+#![forbid(unsafe_code)]
 
 pub mod client_ip;
 mod error;

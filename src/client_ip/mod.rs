@@ -20,5 +20,6 @@ pub use request::{PeerAddr, RequestView};
 pub use service::{ClientIpService, ResponseFuture};
 pub use source::{SocketPeer, Reason, Resolution, ResolveClientIp};
 pub use source::{Forwarded, XForwardedFor};
+pub use source::{Chain, TrustedHeader};
 pub use trusted::{TrustedRanges, CLOUDFLARE_RANGES_DATE};
 pub use value::{ClientIp, SourceKind};

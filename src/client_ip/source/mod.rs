@@ -222,9 +222,13 @@ impl fmt::Display for Reason {
 }
 
 mod forwarded;
+mod chain;
+mod header;
 mod peer;
 mod xff;
 
 pub use forwarded::Forwarded;
+pub use chain::Chain;
+pub use header::TrustedHeader;
 pub use peer::SocketPeer;
 pub use xff::XForwardedFor;
