@@ -53,6 +53,7 @@ pub mod store;
 
 pub use client_ip::{ClientIp, ClientIpLayer, ClientIpService};
 pub use error::ConfigError;
+pub use rate_limit::{Quota, RateLimit, RateLimitLayer};
 
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
