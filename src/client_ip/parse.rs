@@ -54,22 +54,21 @@ const MAX_ZONE_LEN: usize = 64;
 ///
 /// `None` for anything else, including addresses no client can have.
 pub(crate) fn parse_entry(bytes: &[u8]) -> Option<IpAddr> {
-    if bytes.is_empty() || !bytes.iter().all(u8::is_ascii_graphic) {
-        return None;
-    }
-    let ip = if let Some(rest) = bytes.strip_prefix(b"[") {
-        // `[v6]` or `[v6]:port`, the zone inside the brackets.
-        let close = rest.iter().position(|&byte| byte == b']')?;
-        let (inside, after) = (&rest[..close], &rest[close + 1..]);
-        if !after.is_empty() {
-            parse_port(after.strip_prefix(b":")?)?;
+    // Every piece below is checked by a strict parser (std's address parsers, the port and
+    // zone rules), none of which accepts a byte outside visible ASCII: no separate pass needed.
+    let ip = match bytes.first()? {
+        b'[' => {
+            // `[v6]` or `[v6]:port`, the zone inside the brackets.
+            let rest = &bytes[1..];
+            let close = rest.iter().position(|&byte| byte == b']')?;
+            let (inside, after) = (&rest[..close], &rest[close + 1..]);
+            if !after.is_empty() {
+                parse_port(after.strip_prefix(b":")?)?;
+            }
+            parse_v6_with_zone(inside)?
         }
-        parse_v6_with_zone(inside)?
-    } else if bytes.contains(&b'%') {
-        // An unbracketed IPv6 with a zone: no port possible.
-        parse_v6_with_zone(bytes)?
-    } else {
-        match bytes.iter().filter(|&&byte| byte == b':').count() {
+        _ => match bytes.iter().filter(|&&byte| byte == b':').count() {
+            // A `%` here is a zone on IPv4: std's parser rejects it.
             0 => IpAddr::V4(parse_v4(bytes)?),
             // IPv6 has at least two colons: one colon is `v4:port`.
             1 => {
@@ -77,8 +76,9 @@ pub(crate) fn parse_entry(bytes: &[u8]) -> Option<IpAddr> {
                 parse_port(&bytes[colon + 1..])?;
                 IpAddr::V4(parse_v4(&bytes[..colon])?)
             }
-            _ => IpAddr::V6(parse_v6(bytes)?).to_canonical(),
-        }
+            // An unbracketed IPv6 address, with or without a zone: never a port.
+            _ => parse_v6_with_zone(bytes)?,
+        },
     };
     client_address(ip)
 }

@@ -32,11 +32,13 @@ const MAX_VALUE_LEN: usize = 128;
 /// even an unmatched quote or bracket. Within an element:
 /// - parameter names are case-insensitive; whitespace around `;`, `,` and `=` is tolerated;
 ///   `by`, `proto`, `host` and extension parameters are checked for syntax and ignored;
-/// - values are tokens or quoted strings; quoted pairs (`\"`) are unescaped into a small stack
-///   buffer (a value longer than 128 bytes is invalid). An unquoted value may also carry `:`
-///   and `[]` (`for=2001:db8::1`, as hand-written proxy configurations produce);
-/// - the `for=` value is read as an address entry of the
-///   [`X-Forwarded-For` rules](super::XForwardedFor#entries) (ports, `[v6]:port`, zones, mapped IPv6);
+/// - values are tokens or quoted strings; the quoted pairs (`\"`) of the `for=` value are
+///   unescaped into a small stack buffer (a `for=` value longer than 128 bytes is invalid).
+///   An unquoted value may also carry `:` and `[]` (`for=2001:db8::1`, as hand-written proxy
+///   configurations produce);
+/// - the `for=` value is read as an entry of the
+///   [`X-Forwarded-For` rules](super::XForwardedFor#entries) (ports, `[v6]:port`, zones,
+///   mapped IPv6);
 /// - `for=unknown` (with or without a port) stops the walk when reached:
 ///   [`UnknownIdentifier`](Reason::UnknownIdentifier);
 /// - an obfuscated node (`for=_hidden`) or an obfuscated port (`for="192.0.2.1:_p1"`) stops
@@ -268,6 +270,9 @@ fn read_for(value: Value<'_>, position: u32) -> Result<IpAddr, Reason> {
     let mut buffer = [0_u8; MAX_VALUE_LEN];
     let node: &[u8] = match value {
         Value::Token(token) => token,
+        Value::Quoted(quoted) if quoted.len() > MAX_VALUE_LEN => return Err(invalid),
+        // Nothing to unescape: read it in place.
+        Value::Quoted(quoted) if !quoted.contains(&b'\\') => quoted,
         Value::Quoted(quoted) => {
             let mut len = 0;
             let mut escaped = false;
@@ -649,7 +654,7 @@ mod tests {
     }
 
     #[test]
-    fn attack_26_to_32_address_forms() {
+    fn attack_25_to_32_address_forms() {
         for (header, expected) in [
             ("for=203.0.113.7", "203.0.113.7"),
             ("for=\"203.0.113.7\"", "203.0.113.7"),
@@ -816,6 +821,26 @@ mod tests {
             one("for=\"[::ffff:10.0.0.3]\", for=10.0.0.2"),
             Resolution::Untrustworthy(Reason::AllEntriesTrusted)
         );
+    }
+
+    #[test]
+    fn attack_49_every_unresolved_result_has_a_reason() {
+        let hops = Forwarded::hop_count(4, ranges("10.0.0.0/8")).unwrap();
+        for (source, peer, lines) in [
+            (&source(), "", &[&b"for=1.2.3.4"[..]][..]),
+            (&source(), "198.51.100.1:1", &[b"for=1.2.3.4"]),
+            (&source(), PEER, &[]),
+            (&source(), PEER, &[b"for=10.0.0.3"]),
+            (&source(), PEER, &[b"for=unknown"]),
+            (&source(), PEER, &[b"for=_x"]),
+            (&source(), PEER, &[b"proto=http"]),
+            (&source(), PEER, &[b"for=\"1.2.3.4"]),
+            (&hops, PEER, &[b"for=1.2.3.4"]),
+        ] {
+            let resolution = resolve(source, peer, lines);
+            assert!(resolution.ip().is_none(), "{lines:?}");
+            assert!(!resolution.reason().unwrap().code().is_empty());
+        }
     }
 
     #[test]

@@ -371,6 +371,19 @@ pub(super) mod tests {
             resolve(&rightmost(), "[::ffff:10.0.0.5]:4000", &[b"203.0.113.7"]),
             resolved("203.0.113.7")
         );
+        // A zone (scope id) on the peer changes nothing either way.
+        let link_local = XForwardedFor::rightmost_untrusted(ranges("fe80::/10"));
+        for peer in ["[fe80::1%2]:4000", "[fe80::1]:4000"] {
+            assert_eq!(
+                resolve(&link_local, peer, &[b"203.0.113.7"]),
+                resolved("203.0.113.7"),
+                "{peer}"
+            );
+        }
+        assert_eq!(
+            resolve(&rightmost(), "[2001:db8::1%2]:4000", &[b"203.0.113.7"]),
+            Resolution::Absent(Reason::PeerNotTrusted)
+        );
     }
 
     #[test]
@@ -701,7 +714,7 @@ pub(super) mod tests {
     }
 
     #[test]
-    fn attack_26_to_32_address_forms_in_the_walk() {
+    fn attack_25_to_32_address_forms_in_the_walk() {
         for (header, expected) in [
             ("203.0.113.7:5000, 10.0.0.2:80", "203.0.113.7"),
             ("[2001:db8::7]:443, [2001:db8:ffff::1]:80", "2001:db8::7"),
