@@ -18,8 +18,9 @@ use std::task::{Context, Poll, Waker};
 use http::{HeaderValue, Request, Response};
 use tower::Service;
 use tower_bouncer::client_ip::{
-    Chain, ClientIpLayer, OnUnresolved, PeerAddr, Reason, RequestView, Resolution, ResolveClientIp,
-    SocketPeer, SourceKind, TrustedHeader, TrustedRanges,
+    Chain, ClientIp, ClientIpLayer, Forwarded, OnUnresolved, PeerAddr, Reason, RequestView,
+    Resolution, ResolveClientIp, SocketPeer, SourceKind, TrustedHeader, TrustedRanges,
+    XForwardedFor,
 };
 use tower_layer::Layer;
 
@@ -225,6 +226,134 @@ fn chain_of_headers_resolves_without_allocating() {
     );
 }
 
+/// Twenty trusted CIDRs, as in the benchmark: the proxies of a multi-region setup.
+fn twenty_ranges() -> TrustedRanges {
+    let mut text = String::new();
+    for n in 0..16 {
+        text.push_str(&format!("10.{n}.0.0/16\n"));
+    }
+    text.push_str("192.168.0.0/16\n172.16.0.0/12\nfd00::/8\n2001:db8:ffff::/48\n");
+    text.parse().unwrap()
+}
+
+#[test]
+fn x_forwarded_for_resolves_without_allocating_in_both_modes() {
+    let rightmost = XForwardedFor::rightmost_untrusted(twenty_ranges());
+    let hops = XForwardedFor::hop_count(2, twenty_ranges()).unwrap();
+    let peer = Some(v4(10, 0, 0, 1));
+    let three = request(
+        peer,
+        &[("x-forwarded-for", "6.6.6.6, 203.0.113.7, 10.1.0.2")],
+    );
+    assert_eq!(
+        assert_zero_alloc_resolve(&rightmost, &three).ip(),
+        Some(v4(203, 0, 113, 7))
+    );
+    assert_eq!(
+        assert_zero_alloc_resolve(&hops, &three).ip(),
+        Some(v4(203, 0, 113, 7))
+    );
+    let lines = request(
+        peer,
+        &[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-for", "[2001:db8::7]:443, , fd00::1%eth0"),
+        ],
+    );
+    assert_eq!(
+        assert_zero_alloc_resolve(&rightmost, &lines).ip(),
+        Some("2001:db8::7".parse().unwrap())
+    );
+    let garbage = request(peer, &[("x-forwarded-for", "203.0.113.7, nope")]);
+    assert_eq!(
+        assert_zero_alloc_resolve(&rightmost, &garbage),
+        Resolution::Untrustworthy(Reason::InvalidEntry { position: 1 })
+    );
+    let short = request(peer, &[("x-forwarded-for", "203.0.113.7")]);
+    assert!(assert_zero_alloc_resolve(&hops, &short).ip().is_none());
+    let untrusted = request(
+        Some(v4(198, 51, 100, 1)),
+        &[("x-forwarded-for", "203.0.113.7")],
+    );
+    assert_eq!(
+        assert_zero_alloc_resolve(&rightmost, &untrusted),
+        Resolution::Absent(Reason::PeerNotTrusted)
+    );
+    // A long list: still nothing on the heap.
+    let long: &'static str = Box::leak(
+        (0..1000)
+            .map(|n| format!("10.{}.{}.{}", n % 16, n / 256, n % 256))
+            .collect::<Vec<_>>()
+            .join(", ")
+            .into_boxed_str(),
+    );
+    let long = request(peer, &[("x-forwarded-for", long)]);
+    assert_eq!(
+        assert_zero_alloc_resolve(&rightmost, &long),
+        Resolution::Untrustworthy(Reason::AllEntriesTrusted)
+    );
+}
+
+#[test]
+fn forwarded_resolves_without_allocating_in_both_modes() {
+    let rightmost = Forwarded::rightmost_untrusted(twenty_ranges());
+    let hops = Forwarded::hop_count(2, twenty_ranges()).unwrap();
+    let peer = Some(v4(10, 0, 0, 1));
+    let plain = request(
+        peer,
+        &[(
+            "forwarded",
+            "for=6.6.6.6, For=\"[2001:db8::7]:4711\";proto=https;by=10.0.0.1, for=10.1.0.2;host=\"a,b\"",
+        )],
+    );
+    assert_eq!(
+        assert_zero_alloc_resolve(&rightmost, &plain).ip(),
+        Some("2001:db8::7".parse().unwrap())
+    );
+    assert_eq!(
+        assert_zero_alloc_resolve(&hops, &plain).ip(),
+        Some("2001:db8::7".parse().unwrap())
+    );
+    let escaped = request(peer, &[("forwarded", "for=\"203.0.113.\\7\"")]);
+    assert_eq!(
+        assert_zero_alloc_resolve(&rightmost, &escaped).ip(),
+        Some(v4(203, 0, 113, 7))
+    );
+    let hidden = request(
+        peer,
+        &[("forwarded", "for=6.6.6.6, for=_hidden, for=10.1.0.2")],
+    );
+    assert_eq!(
+        assert_zero_alloc_resolve(&rightmost, &hidden),
+        Resolution::Untrustworthy(Reason::ObfuscatedIdentifier { position: 2 })
+    );
+    let unknown = request(peer, &[("forwarded", "for=unknown")]);
+    assert!(assert_zero_alloc_resolve(&hops, &unknown).ip().is_none());
+}
+
+#[test]
+fn every_source_in_one_chain_resolves_without_allocating() {
+    let chain = Chain::new()
+        .then(TrustedHeader::cf_connecting_ip())
+        .then(Forwarded::rightmost_untrusted(twenty_ranges()))
+        .then(XForwardedFor::hop_count(1, twenty_ranges()).unwrap())
+        .then(XForwardedFor::rightmost_untrusted(twenty_ranges()))
+        .then(SocketPeer::new());
+    let to_xff = request(Some(v4(10, 0, 0, 1)), &[("x-forwarded-for", "203.0.113.7")]);
+    assert_eq!(
+        assert_zero_alloc_resolve(&chain, &to_xff).ip(),
+        Some(v4(203, 0, 113, 7))
+    );
+    let to_peer = request(
+        Some(v4(198, 51, 100, 1)),
+        &[("x-forwarded-for", "203.0.113.7")],
+    );
+    assert_eq!(
+        assert_zero_alloc_resolve(&chain, &to_peer).ip(),
+        Some(v4(198, 51, 100, 1))
+    );
+}
+
 /// An inner service that allocates nothing itself.
 #[derive(Clone)]
 struct Inner;
@@ -238,8 +367,16 @@ impl<B> Service<Request<B>> for Inner {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, _request: Request<B>) -> Self::Future {
-        ready(Ok(Response::new(String::new())))
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        // 200 unless the layer resolved the client from another source than the one the
+        // test drives (X-Forwarded-For), so the measured path is the one intended.
+        let mut response = Response::new(String::new());
+        match request.extensions().get::<ClientIp>() {
+            None => {}
+            Some(client) if client.source() == SourceKind::XForwardedFor => {}
+            Some(_) => *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR,
+        }
+        ready(Ok(response))
     }
 }
 
@@ -265,22 +402,25 @@ where
 
 #[test]
 fn client_ip_service_call_allocates_only_the_extension_box() {
-    let peer = Some(v4(192, 0, 2, 10));
+    // Through a trusted proxy: the chain walks X-Forwarded-For.
+    let peer = Some(v4(10, 0, 0, 1));
+    let headers: &Headers = &[("x-forwarded-for", "6.6.6.6, 203.0.113.7")];
     let mut inner = Inner;
     let chain = Chain::new()
         .then(TrustedHeader::cf_connecting_ip())
         .then(TrustedHeader::x_real_ip(TrustedRanges::loopback()))
+        .then(XForwardedFor::rightmost_untrusted(twenty_ranges()))
         .then(SocketPeer::new());
     let mut service = ClientIpLayer::new(chain)
         .on_unresolved(OnUnresolved::FallbackToPeer)
         .layer(Inner);
 
     // Warm up both paths once.
-    call_allocations(&mut inner, request(peer, &[]));
-    call_allocations(&mut service, request(peer, &[]));
+    call_allocations(&mut inner, request(peer, headers));
+    call_allocations(&mut service, request(peer, headers));
 
-    let inner_only = call_allocations(&mut inner, request(peer, &[]));
-    let layered = call_allocations(&mut service, request(peer, &[]));
+    let inner_only = call_allocations(&mut inner, request(peer, headers));
+    let layered = call_allocations(&mut service, request(peer, headers));
     // The request already holds an extension (the peer, as with Axum's `ConnectInfo`), so
     // the extension map exists: storing `ClientIp` costs exactly its `Box` inside
     // `http::Extensions::insert`. Resolution itself adds nothing.

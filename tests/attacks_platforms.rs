@@ -1,14 +1,20 @@
 //! ATTACKS.md, the trust boundary and platform items, tried against the single-address
 //! header sources, chains, and the layer. Each test is named after the item it covers.
 
+use std::collections::HashSet;
 use std::convert::Infallible;
-use std::net::{IpAddr, SocketAddr, SocketAddrV6};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV6};
 
+use axum::routing::get;
+use axum::Router;
 use http::{HeaderValue, Request, Response, StatusCode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket};
 use tower::{service_fn, ServiceBuilder, ServiceExt};
 use tower_bouncer::client_ip::{
-    Chain, ClientIp, ClientIpLayer, OnUnresolved, PeerAddr, Reason, RequestView, Resolution,
-    ResolveClientIp, SocketPeer, SourceKind, TrustedHeader, TrustedRanges,
+    Chain, ClientIp, ClientIpLayer, Forwarded, OnUnresolved, PeerAddr, Reason, RequestView,
+    Resolution, ResolveClientIp, SocketPeer, SourceKind, TrustedHeader, TrustedRanges,
+    XForwardedFor,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -627,5 +633,345 @@ fn attack_42_provider_ranges_prove_a_customer_not_my_zone_documented() {
             ),
             header("198.51.100.200")
         );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Forwarding lists end to end: X-Forwarded-For and Forwarded through the layer
+
+/// The internal proxies of these tests: RFC 1918 and loopback.
+fn proxies() -> TrustedRanges {
+    TrustedRanges::private().with(TrustedRanges::loopback())
+}
+
+/// Every forwarding-list source, rightmost-untrusted over `proxies()`, each with its header
+/// name and a way to write a list of addresses as that header's value.
+/// A forwarding-list source, its header name, and how to write a list as its value.
+type ListSource = (
+    Box<dyn ResolveClientIp>,
+    &'static str,
+    fn(&[&str]) -> String,
+);
+
+fn list_sources() -> Vec<ListSource> {
+    fn xff(entries: &[&str]) -> String {
+        entries.join(", ")
+    }
+    fn forwarded(entries: &[&str]) -> String {
+        let quoted: Vec<String> = entries
+            .iter()
+            .map(|entry| {
+                if entry.contains(':') {
+                    format!("for=\"[{entry}]\"")
+                } else {
+                    format!("for={entry}")
+                }
+            })
+            .collect();
+        quoted.join(", ")
+    }
+    vec![
+        (
+            Box::new(XForwardedFor::rightmost_untrusted(proxies())),
+            "x-forwarded-for",
+            xff,
+        ),
+        (
+            Box::new(Forwarded::rightmost_untrusted(proxies())),
+            "forwarded",
+            forwarded,
+        ),
+    ]
+}
+
+/// Through `layer` with one owned header value.
+async fn through_layer_with(
+    layer: ClientIpLayer,
+    peer: Option<SocketAddr>,
+    name: &'static str,
+    value: &str,
+) -> (StatusCode, String) {
+    let value: &'static [u8] = Box::leak(value.as_bytes().to_vec().into_boxed_slice());
+    through_layer(layer, peer, &[(name, value)]).await
+}
+
+fn layer_of(source: Box<dyn ResolveClientIp>) -> ClientIpLayer {
+    ClientIpLayer::from_arc(source.into())
+}
+
+#[tokio::test]
+async fn attack_01_forwarding_headers_from_an_untrusted_peer_are_not_read() {
+    for (source, name, write) in list_sources() {
+        let value = write(&["203.0.113.7"]);
+        let chain = Chain::new().then(source).then(SocketPeer::new());
+        let (status, body) = through_layer_with(
+            ClientIpLayer::new(chain),
+            from("198.51.100.1"),
+            name,
+            &value,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, "198.51.100.1 peer false", "{name}");
+    }
+    // Alone in the layer with the reject policy: 400, the header is not used.
+    for (source, name, write) in list_sources() {
+        let value = write(&["203.0.113.7"]);
+        let (status, _) =
+            through_layer_with(layer_of(source), from("198.51.100.1"), name, &value).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn attack_02_forged_trusted_tail_from_an_untrusted_peer_is_not_believed() {
+    for (source, name, write) in list_sources() {
+        // The client pretends a trusted proxy already vouched for its victim's address.
+        let value = write(&["203.0.113.50", "10.0.0.1"]);
+        let layer = layer_of(source).on_unresolved(OnUnresolved::FallbackToPeer);
+        let (status, body) = through_layer_with(layer, from("198.51.100.1"), name, &value).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, "198.51.100.1 peer true", "{name}");
+    }
+}
+
+#[tokio::test]
+async fn attack_08_only_the_configured_forwarding_header_counts() {
+    let headers: &Headers = &[
+        ("x-forwarded-for", b"203.0.113.1"),
+        ("forwarded", b"for=203.0.113.2"),
+    ];
+    let xff = XForwardedFor::rightmost_untrusted(proxies());
+    let forwarded = Forwarded::rightmost_untrusted(proxies());
+    assert_eq!(
+        resolve(&xff, from("10.0.0.1"), headers).ip(),
+        Some(ip("203.0.113.1"))
+    );
+    assert_eq!(
+        resolve(&forwarded, from("10.0.0.1"), headers).ip(),
+        Some(ip("203.0.113.2"))
+    );
+    // The other header alone is not a fallback.
+    assert_eq!(
+        resolve(&xff, from("10.0.0.1"), &[("forwarded", b"for=203.0.113.2")]),
+        Resolution::Absent(Reason::HeaderMissing)
+    );
+    assert_eq!(
+        resolve(
+            &forwarded,
+            from("10.0.0.1"),
+            &[("x-forwarded-for", b"203.0.113.1")]
+        ),
+        Resolution::Absent(Reason::HeaderMissing)
+    );
+    let (_, body) = through_layer(ClientIpLayer::new(xff), from("10.0.0.1"), headers).await;
+    assert_eq!(body, "203.0.113.1 xff false");
+    let (_, body) = through_layer(ClientIpLayer::new(forwarded), from("10.0.0.1"), headers).await;
+    assert_eq!(body, "203.0.113.2 forwarded false");
+}
+
+#[tokio::test]
+async fn attack_10_rightmost_untrusted_with_1_2_and_5_trusted_hops_and_prepended_spoof() {
+    let expected_kind = ["xff", "forwarded"];
+    for ((source, name, write), kind) in list_sources().into_iter().zip(expected_kind) {
+        let layer = layer_of(source);
+        for hops in [1_usize, 2, 5] {
+            // The peer (10.0.0.1) appended what it saw; the hops before it are proxies too.
+            let mut entries = vec!["6.6.6.6", "203.0.113.7"];
+            let inner = ["10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5"];
+            entries.extend_from_slice(&inner[..hops - 1]);
+            let (status, body) =
+                through_layer_with(layer.clone(), from("10.0.0.1"), name, &write(&entries)).await;
+            assert_eq!(status, StatusCode::OK);
+            assert_eq!(
+                body,
+                format!("203.0.113.7 {kind} false"),
+                "{name}, {hops} hops"
+            );
+        }
+        // An IPv6 client behind an IPv6 proxy, with a spoofed prefix.
+        let value = write(&["6.6.6.6", "2001:db8::7", "fd00::2"]);
+        let (_, body) = through_layer_with(layer.clone(), from("fd00::1"), name, &value).await;
+        assert_eq!(body, format!("2001:db8::7 {kind} false"), "{name}");
+    }
+}
+
+#[tokio::test]
+async fn attack_10_hop_count_n1_and_n2_through_the_layer() {
+    let cases: [(u32, &[&str]); 2] = [
+        (1, &["6.6.6.6", "203.0.113.7"]),
+        (2, &["6.6.6.6", "203.0.113.7", "198.51.100.30"]),
+    ];
+    for (hops, entries) in cases {
+        let xff = XForwardedFor::hop_count(hops, proxies()).unwrap();
+        let (_, body) = through_layer_with(
+            ClientIpLayer::new(xff),
+            from("10.0.0.1"),
+            "x-forwarded-for",
+            &entries.join(", "),
+        )
+        .await;
+        assert_eq!(body, "203.0.113.7 xff false", "N={hops}");
+        let forwarded = Forwarded::hop_count(hops, proxies()).unwrap();
+        let value: Vec<String> = entries.iter().map(|entry| format!("for={entry}")).collect();
+        let (_, body) = through_layer_with(
+            ClientIpLayer::new(forwarded),
+            from("10.0.0.1"),
+            "forwarded",
+            &value.join(","),
+        )
+        .await;
+        assert_eq!(body, "203.0.113.7 forwarded false", "N={hops}");
+    }
+}
+
+#[tokio::test]
+async fn attack_10_story_1_rotated_leftmost_xff_is_one_client() {
+    // The field's bypass: a new random leftmost X-Forwarded-For on every request. Through a
+    // trusted proxy that appends the real address, every request is the same client.
+    let layer = ClientIpLayer::new(XForwardedFor::rightmost_untrusted(proxies()));
+    let mut seen = HashSet::new();
+    for n in 0..200_u32 {
+        let spoof = Ipv4Addr::from(0x0b00_0000 + n * 7919);
+        let value = format!("{spoof}, 203.0.113.7");
+        let (status, body) =
+            through_layer_with(layer.clone(), from("10.0.0.1"), "x-forwarded-for", &value).await;
+        assert_eq!(status, StatusCode::OK);
+        seen.insert(body);
+    }
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(seen.contains("203.0.113.7 xff false"));
+}
+
+#[tokio::test]
+async fn attack_11_every_entry_trusted_is_unresolved_never_the_leftmost() {
+    for (source, name, write) in list_sources() {
+        let value = write(&["10.0.0.9", "10.0.0.2"]);
+        assert_eq!(
+            resolve(&*source, from("10.0.0.1"), &[]),
+            Resolution::Absent(Reason::HeaderMissing)
+        );
+        let layer = layer_of(source);
+        let (status, body) =
+            through_layer_with(layer.clone(), from("10.0.0.1"), name, &value).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{name}: {body}");
+        let layer = layer.on_unresolved(OnUnresolved::FallbackToPeer);
+        let (status, body) = through_layer_with(layer, from("10.0.0.1"), name, &value).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, "10.0.0.1 peer true", "{name}: never 10.0.0.9");
+    }
+}
+
+#[test]
+fn attack_40_behind_cloudflare_then_fly_walk_xff_past_both() {
+    // Client → Cloudflare (appends the client) → Fly.io proxy (appends Cloudflare's edge).
+    let fly_proxy = from("172.16.5.5");
+    let headers: &Headers = &[
+        ("x-forwarded-for", b"6.6.6.6, 203.0.113.7, 172.70.1.2"),
+        ("fly-client-ip", b"172.70.1.2"),
+    ];
+    let walk = XForwardedFor::rightmost_untrusted(
+        TrustedRanges::private().with(TrustedRanges::cloudflare()),
+    );
+    assert_eq!(
+        resolve(&walk, fly_proxy, headers).ip(),
+        Some(ip("203.0.113.7"))
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Through a real Axum server: distinct loopback clients are distinct peers
+
+async fn show(client: ClientIp) -> String {
+    format!(
+        "{} {} {}",
+        client.ip(),
+        client.source(),
+        client.is_fallback()
+    )
+}
+
+async fn serve(layer: ClientIpLayer) -> SocketAddr {
+    let app = Router::new().route("/", get(show)).layer(layer);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    addr
+}
+
+async fn http_get(server: SocketAddr, from: Ipv4Addr, headers: &str) -> (u16, String) {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(IpAddr::V4(from), 0)).unwrap();
+    let mut stream = socket.connect(server).await.unwrap();
+    let request = format!("GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{headers}\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8(raw).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, body.to_owned())
+}
+
+#[tokio::test]
+async fn attack_01_02_10_11_end_to_end_on_loopback() {
+    // 127.0.0.1 plays the trusted proxy; 127.0.0.2 is a client that connects directly.
+    let proxy_range: TrustedRanges = "127.0.0.1/32".parse().unwrap();
+    let proxy = Ipv4Addr::new(127, 0, 0, 1);
+    let client = Ipv4Addr::new(127, 0, 0, 2);
+    for (source, header) in [
+        (
+            Box::new(XForwardedFor::rightmost_untrusted(proxy_range.clone()))
+                as Box<dyn ResolveClientIp>,
+            "X-Forwarded-For",
+        ),
+        (
+            Box::new(Forwarded::rightmost_untrusted(proxy_range.clone())),
+            "Forwarded",
+        ),
+    ] {
+        let (kind, list): (&str, fn(&[&str]) -> String) = if header == "Forwarded" {
+            ("forwarded", |entries: &[&str]| {
+                entries
+                    .iter()
+                    .map(|e| format!("for={e}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+        } else {
+            ("xff", |entries: &[&str]| entries.join(", "))
+        };
+        let chain =
+            Chain::from_sources(vec![source.into(), std::sync::Arc::new(SocketPeer::new())]);
+        let server = serve(ClientIpLayer::new(chain)).await;
+
+        // 10: through the proxy, a client-prepended spoof is ignored.
+        let line = format!("{header}: {}\r\n", list(&["6.6.6.6", "203.0.113.7"]));
+        let (status, body) = http_get(server, proxy, &line).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (200, format!("203.0.113.7 {kind} false").as_str())
+        );
+
+        // 1: the same header sent directly is not read; the peer answers.
+        let (_, body) = http_get(server, client, &line).await;
+        assert_eq!(body, "127.0.0.2 peer false", "{header}");
+
+        // 2: a forged trusted tail, sent directly, is not believed either.
+        let forged = format!("{header}: {}\r\n", list(&["203.0.113.50", "127.0.0.1"]));
+        let (_, body) = http_get(server, client, &forged).await;
+        assert_eq!(body, "127.0.0.2 peer false", "{header}");
+
+        // 11: every entry trusted is a stop, never the leftmost: 400.
+        let all_trusted = format!("{header}: {}\r\n", list(&["127.0.0.1", "127.0.0.1"]));
+        let (status, _) = http_get(server, proxy, &all_trusted).await;
+        assert_eq!(status, 400, "{header}");
     }
 }

@@ -1,5 +1,5 @@
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 use http::header::GetAll;
 use http::{HeaderName, HeaderValue};
@@ -18,9 +18,8 @@ const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 const FLY_CLIENT_IP: HeaderName = HeaderName::from_static("fly-client-ip");
 const CLOUDFRONT_VIEWER_ADDRESS: HeaderName = HeaderName::from_static("cloudfront-viewer-address");
 
-/// Cloudflare's Pseudo IPv4 addresses are taken from the Class E block `240.0.0.0/4`.
-const PSEUDO_IPV4_FIRST_OCTET_MASK: u8 = 0xf0;
-const PSEUDO_IPV4_FIRST_OCTET: u8 = 240;
+/// The answer for a value that is not one client address.
+const INVALID: Reason = Reason::InvalidEntry { position: 1 };
 
 /// A header that holds one client address, believed **only** when the socket peer is one of
 /// the proxies that set it.
@@ -225,7 +224,7 @@ impl TrustedHeader {
     ///
     /// It is the address that connected to Fly.io's edge. Behind another CDN (Cloudflare in
     /// front of Fly.io) that is **the CDN's address**, not the client's: read the CDN's own
-    /// header instead (or the `X-Forwarded-For` source walking past both).
+    /// header instead (or [`XForwardedFor`](super::XForwardedFor) walking past both).
     pub fn fly_client_ip(trusted_peers: TrustedRanges) -> Self {
         Self::new(FLY_CLIENT_IP, trusted_peers)
     }
@@ -273,15 +272,11 @@ fn parse_single(value: &HeaderValue) -> Option<IpAddr> {
     parse_entry(token)
 }
 
+/// Cloudflare takes its Pseudo IPv4 addresses from the Class E block `240.0.0.0/4`, which no
+/// real client has.
 fn is_pseudo_ipv4(ip: IpAddr) -> bool {
-    matches!(ip, IpAddr::V4(v4) if is_class_e(v4))
+    matches!(ip, IpAddr::V4(v4) if v4.octets()[0] >= 240)
 }
-
-fn is_class_e(ip: Ipv4Addr) -> bool {
-    ip.octets()[0] & PSEUDO_IPV4_FIRST_OCTET_MASK == PSEUDO_IPV4_FIRST_OCTET
-}
-
-const INVALID: Reason = Reason::InvalidEntry { position: 1 };
 
 impl ResolveClientIp for TrustedHeader {
     fn resolve(&self, request: &RequestView<'_>) -> Resolution {
@@ -537,6 +532,21 @@ mod tests {
     }
 
     #[test]
+    fn pseudo_ipv4_is_exactly_240_slash_4() {
+        for (text, pseudo) in [
+            ("240.0.0.0", true),
+            ("240.16.0.1", true),
+            ("255.255.255.254", true),
+            ("239.255.255.255", false),
+            ("203.0.113.7", false),
+            ("::ffff:240.0.0.1", false), // not canonical: never reaches the check as IPv6
+            ("f000::1", false),
+        ] {
+            assert_eq!(is_pseudo_ipv4(text.parse().unwrap()), pseudo, "{text}");
+        }
+    }
+
+    #[test]
     fn cloudfront_viewer_address_splits_at_the_last_colon() {
         let source = TrustedHeader::cloudfront_viewer_address(TrustedRanges::loopback());
         let peer = Some("127.0.0.1");
@@ -618,5 +628,92 @@ mod tests {
         let debug = format!("{:?}", TrustedHeader::cf_connecting_ip());
         assert!(debug.contains("cf-connecting-ip"), "{debug}");
         assert!(debug.contains("173.245.48.0/20"), "{debug}");
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+        use crate::client_ip::{Chain, SocketPeer};
+
+        fn header_line() -> impl Strategy<Value = Vec<u8>> {
+            let byte = prop_oneof![
+                4 => proptest::sample::select(b",:[]%. \t0123456789abcdefABCDEF".to_vec()),
+                1 => any::<u8>(),
+            ];
+            proptest::collection::vec(byte, 0..48)
+        }
+
+        fn request_with(
+            name: &'static str,
+            lines: &[Vec<u8>],
+            also_v6: &[Vec<u8>],
+        ) -> http::Request<()> {
+            let mut request = http::Request::new(());
+            for (header, values) in [(name, lines), ("cf-connecting-ipv6", also_v6)] {
+                for line in values {
+                    if let Ok(value) = HeaderValue::from_bytes(line) {
+                        request
+                            .headers_mut()
+                            .append(HeaderName::from_static(header), value);
+                    }
+                }
+            }
+            request
+                .extensions_mut()
+                .insert(PeerAddr("173.245.48.1:40000".parse().unwrap()));
+            request
+        }
+
+        proptest! {
+            /// No bytes panic; an answer is canonical and a client address; a present header
+            /// from a trusted peer never lets a chain fall through to the peer (46-like).
+            #[test]
+            fn any_bytes_resolve_canonically_or_stop(
+                lines in proptest::collection::vec(header_line(), 0..3),
+                v6_lines in proptest::collection::vec(header_line(), 0..3),
+                pick in 0_usize..4,
+            ) {
+                let cloudflare = TrustedRanges::cloudflare;
+                let (source, name) = match pick {
+                    0 => (TrustedHeader::cf_connecting_ip(), "cf-connecting-ip"),
+                    1 => (TrustedHeader::cf_connecting_ipv6(), "cf-connecting-ipv6"),
+                    2 => (TrustedHeader::x_real_ip(cloudflare()), "x-real-ip"),
+                    _ => (
+                        TrustedHeader::cloudfront_viewer_address(cloudflare()),
+                        "cloudfront-viewer-address",
+                    ),
+                };
+                let request = request_with(name, &lines, &v6_lines);
+                let view = RequestView::new(&request);
+                let present = request.headers().get_all(name).iter().count();
+                let answer = source.resolve(&view);
+                match answer {
+                    Resolution::Resolved { ip, source: kind } => {
+                        prop_assert_eq!(kind, SourceKind::Header);
+                        prop_assert_eq!(ip, ip.to_canonical());
+                        prop_assert!(!ip.is_unspecified() && !ip.is_multicast());
+                        prop_assert_eq!(present, 1);
+                    }
+                    Resolution::Absent(reason) => {
+                        prop_assert_eq!(reason, Reason::HeaderMissing);
+                        prop_assert_eq!(present, 0);
+                    }
+                    Resolution::Untrustworthy(reason) => {
+                        prop_assert!(present >= 1 || pick == 0, "{:?}", reason);
+                        if present > 1 {
+                            prop_assert_eq!(reason, Reason::DuplicateHeader);
+                        }
+                    }
+                }
+                let chain = Chain::new().then(source).then(SocketPeer::new());
+                let chained = chain.resolve(&view);
+                if present > 0 {
+                    prop_assert_eq!(chained, answer);
+                } else {
+                    prop_assert_eq!(chained.ip(), Some("173.245.48.1".parse().unwrap()));
+                }
+            }
+        }
     }
 }

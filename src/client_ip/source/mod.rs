@@ -221,14 +221,14 @@ impl fmt::Display for Reason {
     }
 }
 
-mod forwarded;
 mod chain;
+mod forwarded;
 mod header;
 mod peer;
 mod xff;
 
-pub use forwarded::Forwarded;
 pub use chain::Chain;
+pub use forwarded::Forwarded;
 pub use header::TrustedHeader;
 pub use peer::SocketPeer;
 pub use xff::XForwardedFor;
