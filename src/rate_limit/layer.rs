@@ -449,9 +449,9 @@ impl<K: fmt::Debug, C: fmt::Debug, B> fmt::Debug for RateLimitLayerBuilder<K, C,
 // Where the builder's store comes from
 
 /// Where a [`RateLimitLayerBuilder`] gets its store for keys of type `Key`: [`DefaultStore`]
-/// or [`WithStore`]. You do not implement it; it lets [`key`](RateLimitLayerBuilder::key)
-/// change the key type while the default store follows.
-pub trait ProvideStore<Key> {
+/// or [`WithStore`]. It lets [`key`](RateLimitLayerBuilder::key) change the key type while the
+/// default store follows. Sealed: only those two implement it.
+pub trait ProvideStore<Key>: sealed::Sealed {
     /// The store the layer will use.
     type Store: Store<Key>;
 
@@ -482,6 +482,15 @@ where
 /// A store given to the builder with [`store`](RateLimitLayerBuilder::store).
 #[derive(Debug, Clone)]
 pub struct WithStore<St>(St);
+
+mod sealed {
+    /// Keeps [`ProvideStore`](super::ProvideStore) implemented by this crate only.
+    #[allow(unreachable_pub)] // public in a private module: the sealing pattern
+    pub trait Sealed {}
+
+    impl Sealed for super::DefaultStore {}
+    impl<St> Sealed for super::WithStore<St> {}
+}
 
 impl<Key, St: Store<Key>> ProvideStore<Key> for WithStore<St> {
     type Store = St;

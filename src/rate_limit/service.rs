@@ -26,7 +26,8 @@ use crate::store::{Decision, Store, StoreError};
 /// With a store that decides synchronously (the in-memory store), the decision is taken in
 /// `call` and the inner service is called right away. With a store that must wait (a network
 /// store), the future owns the ready inner service (and a clone takes its place) until the
-/// store has answered; the inner service must therefore be `Clone`.
+/// store has answered; the inner service must therefore be `Clone`, and the store's future
+/// `Unpin` (the memory store's `Ready` is; a network store returns a boxed future).
 pub struct RateLimit<S, K, St, B = &'static str> {
     inner: S,
     config: Arc<Config<K, St, B>>,
@@ -258,14 +259,17 @@ where
         );
         return Verdict::Pass(Extra::fields(responder.allowed_fields(&decision)));
     }
-    let timing = Timing::of(&decision, &responder.quota);
+    // A denial without a wait (a store saying the cost can never fit) gets no retry hint.
+    let timing = decision
+        .retry_after()
+        .map(|_| Timing::of(&decision, &responder.quota, responder.fields.is_some()));
     tracing::info!(
         target: "tower_bouncer::rate_limit",
         ip = %MaybeIp(client_ip(request)),
         key = ?key,
         route = route(request),
         cost,
-        retry_after_secs = timing.retry_after,
+        retry_after_secs = timing.and_then(|timing| timing.retry_after),
         report_only = responder.report_only,
         "rate limit: denied"
     );
@@ -278,7 +282,7 @@ where
     if responder.report_only {
         return Verdict::Pass(Extra::report(limited));
     }
-    Verdict::Respond(responder.deny(limited, Some(timing)))
+    Verdict::Respond(responder.deny(limited, timing))
 }
 
 fn client_ip<B>(request: &Request<B>) -> Option<IpAddr> {
