@@ -189,12 +189,12 @@ awk -v modes="${MODES[*]}" -v paths="${PATHS[*]}" '
     }
     END {
         split(modes, mode_list, " "); split(paths, path_list, " ")
-        printf "%-6s %-9s %12s %21s %8s %15s %11s %9s %7s\n", "path", "mode", "median req/s", "min - max req/s", "x bare", "x bare min-max", "CPU us/req", "non-2xx", "errors"
+        printf "%-6s %-9s %12s %21s %8s %15s %11s %10s %9s %7s\n", "path", "mode", "median req/s", "min - max req/s", "x bare", "x bare min-max", "CPU us/req", "CPU x bare", "non-2xx", "errors"
         for (p = 1; p in path_list; p++) {
             path = path_list[p]
             for (m = 1; m in mode_list; m++) {
                 mode = mode_list[m]; n = 0; k = 0; lo = ""; hi = ""; rlo = ""; rhi = ""
-                delete values; delete ratios; delete cpus; c = 0
+                delete values; delete ratios; delete cpus; c = 0; delete cpu_ratios; q = 0
                 for (r in rounds) {
                     if (!((path, mode, r) in rps)) continue
                     v = rps[path, mode, r]; values[++n] = v; cpus[++c] = cpu[path, mode, r]
@@ -202,17 +202,19 @@ awk -v modes="${MODES[*]}" -v paths="${PATHS[*]}" '
                     if (hi == "" || v > hi) hi = v
                     if ((path, "bare", r) in rps && rps[path, "bare", r] > 0) {
                         x = v / rps[path, "bare", r]; ratios[++k] = x
+                        if (cpu[path, "bare", r] > 0) cpu_ratios[++q] = cpu[path, mode, r] / cpu[path, "bare", r]
                         if (rlo == "" || x < rlo) rlo = x
                         if (rhi == "" || x > rhi) rhi = x
                     }
                 }
                 if (n == 0) continue
                 share = total[path, mode] ? 100 * non2xx[path, mode] / total[path, mode] : 0
-                printf "%-6s %-9s %12.0f %10.0f - %-10.0f %7.2fx %6.2f - %-6.2f %11.2f %8.1f%% %7d\n", path, mode, median(values, n), lo, hi, median(ratios, k), rlo, rhi, median(cpus, c), share, errors[path, mode]
+                printf "%-6s %-9s %12.0f %10.0f - %-10.0f %7.2fx %6.2f - %-6.2f %11.2f %9.2fx %8.1f%% %7d\n", path, mode, median(values, n), lo, hi, median(ratios, k), rlo, rhi, median(cpus, c), (q ? median(cpu_ratios, q) : 0), share, errors[path, mode]
             }
         }
     }' "$RESULTS"
 echo
-echo "CPU us/req: the server's CPU time (user + system, /proc) per request, median over rounds."
+echo "CPU us/req: the server's CPU time (user + system, /proc) per request, median over rounds;"
+echo "CPU x bare: the median over rounds of (CPU per request) / (bare Axum's CPU per request)."
 echo "per run (path mode round req/s non-2xx requests socket-errors server-CPU-us/request):"
 sort -k1,1 -k2,2 -k3,3n "$RESULTS"
