@@ -114,12 +114,18 @@ fn request(client: u8) -> Request<()> {
 }
 
 /// The whole stack, with `quota`, around the trivial service.
-fn stack(quota: Quota) -> impl Service<Request<()>, Response = Response<&'static str>, Error = Infallible>
+fn stack(
+    quota: Quota,
+) -> impl Service<Request<()>, Response = Response<&'static str>, Error = Infallible>
        + Clone
        + Send
        + 'static {
     let ranges = TrustedRanges::parse(TRUSTED).expect("valid trusted ranges");
-    assert_eq!(ranges.len(), 20, "the trusted ranges must stay 20 intervals");
+    assert_eq!(
+        ranges.len(),
+        20,
+        "the trusted ranges must stay 20 intervals"
+    );
     let client_ip = ClientIpLayer::new(XForwardedFor::rightmost_untrusted(ranges));
     let rate_limit = RateLimitLayer::new(quota);
     client_ip.layer(rate_limit.layer(inner()))
@@ -163,7 +169,11 @@ fn check_setup() {
     ))
     .layer(service_fn(move |request: Request<()>| {
         let resolved = request.extensions().get::<ClientIp>().map(ClientIp::ip);
-        assert_eq!(resolved, Some(client), "the header must resolve to the client");
+        assert_eq!(
+            resolved,
+            Some(client),
+            "the header must resolve to the client"
+        );
         ready(Ok::<_, Infallible>(Response::new("ok")))
     }));
     assert_eq!(call(&mut checking, request(7)).status(), StatusCode::OK);
@@ -225,9 +235,7 @@ fn single_thread<M: Measurement<Value = Duration>>(c: &mut Criterion<M>, suffix:
 /// per thread.
 fn run_threads<S>(service: &S, threads: u8, iters: u64, clock: ClockFn) -> Duration
 where
-    S: Service<Request<()>, Response = Response<&'static str>, Error = Infallible>
-        + Clone
-        + Send,
+    S: Service<Request<()>, Response = Response<&'static str>, Error = Infallible> + Clone + Send,
 {
     let start = Barrier::new(usize::from(threads));
     thread::scope(|scope| {

@@ -75,9 +75,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
         if flag == "-h" || flag == "--help" {
             return Ok(None);
         }
-        let value = args
-            .next()
-            .ok_or_else(|| format!("{flag} needs a value"))?;
+        let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--mode" => {
                 mode = Some(match value.as_str() {
