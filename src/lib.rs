@@ -6,6 +6,8 @@
 
 pub mod client_ip;
 mod error;
+#[cfg(feature = "proxy-protocol")]
+pub mod proxy_protocol;
 
 pub use client_ip::{ClientIp, ClientIpLayer, ClientIpService};
 pub use error::ConfigError;
