@@ -28,7 +28,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
 
 /// How long anything in these tests may take to come up or answer.
-pub const PATIENCE: Duration = Duration::from_secs(20);
+pub(crate) const PATIENCE: Duration = Duration::from_secs(20);
 
 // ---- processes -------------------------------------------------------------------------------
 
@@ -36,7 +36,7 @@ pub const PATIENCE: Duration = Duration::from_secs(20);
 /// guard is dropped — at the end of the test, and also when the test panics. Its stdout and
 /// stderr go to files in the test's scratch directory, printed when the test is failing.
 #[derive(Debug)]
-pub struct Process {
+pub(crate) struct Process {
     name: String,
     child: Child,
     log: PathBuf,
@@ -44,12 +44,12 @@ pub struct Process {
 
 impl Process {
     /// Start `command` with its stdout and stderr in `<dir>/<name>.log`.
-    pub fn spawn(name: &str, command: Command, dir: &Path) -> Process {
+    pub(crate) fn spawn(name: &str, command: Command, dir: &Path) -> Process {
         Process::start(name, command, dir, false)
     }
 
     /// Like [`spawn`](Self::spawn), with stdout piped to the caller ([`take_stdout`](Self::take_stdout)).
-    pub fn spawn_piped(name: &str, command: Command, dir: &Path) -> Process {
+    pub(crate) fn spawn_piped(name: &str, command: Command, dir: &Path) -> Process {
         Process::start(name, command, dir, true)
     }
 
@@ -75,12 +75,12 @@ impl Process {
     }
 
     /// The process id.
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// Panics (with the log) if the process has already exited.
-    pub fn assert_running(&mut self) {
+    pub(crate) fn assert_running(&mut self) {
         if let Ok(Some(status)) = self.child.try_wait() {
             panic!(
                 "{} exited early ({status}); its log:\n{}",
@@ -91,7 +91,7 @@ impl Process {
     }
 
     /// Take the child's piped stdout.
-    pub fn take_stdout(&mut self) -> Option<std::process::ChildStdout> {
+    pub(crate) fn take_stdout(&mut self) -> Option<std::process::ChildStdout> {
         self.child.stdout.take()
     }
 }
@@ -115,13 +115,13 @@ impl Drop for Process {
 /// A scratch directory for one test (configuration files, logs, pid files), removed on drop
 /// unless the test failed (then its path is printed, to look at the logs).
 #[derive(Debug)]
-pub struct Scratch {
+pub(crate) struct Scratch {
     path: PathBuf,
 }
 
 impl Scratch {
     /// A new, empty directory under the system's temporary directory.
-    pub fn new(test: &str) -> Scratch {
+    pub(crate) fn new(test: &str) -> Scratch {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let path = std::env::temp_dir().join(format!(
             "tower-bouncer-e2e-{}-{}-{test}",
@@ -134,7 +134,7 @@ impl Scratch {
     }
 
     /// The directory.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 }
@@ -153,13 +153,13 @@ impl Drop for Scratch {
 
 /// `127.0.a.b`: every test gives each client, proxy and server its own loopback address, so the
 /// trusted ranges can tell them apart (all of 127.0.0.0/8 is loopback on Linux).
-pub fn lo(a: u8, b: u8) -> IpAddr {
+pub(crate) fn lo(a: u8, b: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(127, 0, a, b))
 }
 
 /// A port that was free on `ip` a moment ago (the kernel's choice for port 0). The proxies
 /// cannot be told to pick their own port and report it, so this small race is accepted.
-pub fn free_port(ip: IpAddr) -> u16 {
+pub(crate) fn free_port(ip: IpAddr) -> u16 {
     std::net::TcpListener::bind((ip, 0))
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())
@@ -167,13 +167,13 @@ pub fn free_port(ip: IpAddr) -> u16 {
 }
 
 /// A free address on `ip`.
-pub fn free_addr(ip: IpAddr) -> SocketAddr {
+pub(crate) fn free_addr(ip: IpAddr) -> SocketAddr {
     SocketAddr::new(ip, free_port(ip))
 }
 
 /// Wait until `addr` accepts connections, or panic after [`PATIENCE`], checking that
 /// `process` is still alive in between.
-pub fn wait_for_port(addr: SocketAddr, process: &mut Process) {
+pub(crate) fn wait_for_port(addr: SocketAddr, process: &mut Process) {
     let deadline = Instant::now() + PATIENCE;
     while Instant::now() < deadline {
         if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
@@ -189,18 +189,18 @@ pub fn wait_for_port(addr: SocketAddr, process: &mut Process) {
 
 /// A response, as read off the wire.
 #[derive(Debug, Clone)]
-pub struct Response {
+pub(crate) struct Response {
     /// The status code.
-    pub status: u16,
+    pub(crate) status: u16,
     /// Header names (lowercase) and values, in order.
-    pub headers: Vec<(String, String)>,
+    pub(crate) headers: Vec<(String, String)>,
     /// The body (de-chunked).
-    pub body: String,
+    pub(crate) body: String,
 }
 
 impl Response {
     /// The first value of header `name`.
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
@@ -208,13 +208,13 @@ impl Response {
     }
 
     /// The body as JSON; panics with the body when it is not.
-    pub fn json(&self) -> serde_json::Value {
+    pub(crate) fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body)
             .unwrap_or_else(|error| panic!("not JSON ({error}): {self:?}"))
     }
 
     /// The `ip` field of the example server's answer.
-    pub fn ip(&self) -> String {
+    pub(crate) fn ip(&self) -> String {
         assert_eq!(self.status, 200, "expected a 200: {self:?}");
         self.json()["ip"]
             .as_str()
@@ -226,14 +226,14 @@ impl Response {
 /// A request to send: path, Host and extra header lines (sent exactly as given, in order, so
 /// a test can repeat a header).
 #[derive(Debug, Clone)]
-pub struct Get<'a> {
+pub(crate) struct Get<'a> {
     path: &'a str,
     host: &'a str,
     headers: Vec<(&'a str, String)>,
 }
 
 /// `GET path` with `Host: localhost`.
-pub fn get(path: &str) -> Get<'_> {
+pub(crate) fn get(path: &str) -> Get<'_> {
     Get {
         path,
         host: "localhost",
@@ -243,20 +243,20 @@ pub fn get(path: &str) -> Get<'_> {
 
 impl<'a> Get<'a> {
     /// Another header line.
-    pub fn header(mut self, name: &'a str, value: impl Into<String>) -> Self {
+    pub(crate) fn header(mut self, name: &'a str, value: impl Into<String>) -> Self {
         self.headers.push((name, value.into()));
         self
     }
 
     /// The Host header.
-    pub fn host(mut self, host: &'a str) -> Self {
+    pub(crate) fn host(mut self, host: &'a str) -> Self {
         self.host = host;
         self
     }
 
     /// Send it over a new connection from `from` (port chosen by the kernel) to `to`, with
     /// `Connection: close`, and read the whole response.
-    pub async fn send(&self, from: IpAddr, to: SocketAddr) -> Response {
+    pub(crate) async fn send(&self, from: IpAddr, to: SocketAddr) -> Response {
         tokio::time::timeout(PATIENCE, self.send_inner(from, to))
             .await
             .unwrap_or_else(|_| panic!("no answer from {to} within {PATIENCE:?}"))
@@ -303,7 +303,7 @@ impl<'a> Get<'a> {
 }
 
 /// Parse a whole HTTP/1.1 response (Content-Length, chunked, or until close).
-pub fn parse_response(raw: &[u8]) -> Option<Response> {
+pub(crate) fn parse_response(raw: &[u8]) -> Option<Response> {
     let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = std::str::from_utf8(&raw[..end]).ok()?;
     let mut lines = head.split("\r\n");
@@ -352,7 +352,7 @@ fn dechunk(mut body: &[u8]) -> Option<Vec<u8>> {
 // ---- the example server ----------------------------------------------------------------------
 
 /// The path of the example server binary, built once per test binary (see the module docs).
-pub fn example_server() -> &'static Path {
+pub(crate) fn example_server() -> &'static Path {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     static BUILDING: Mutex<()> = Mutex::new(());
     PATH.get_or_init(|| {
@@ -383,16 +383,16 @@ pub fn example_server() -> &'static Path {
 
 /// A running example server and the address it listens on.
 #[derive(Debug)]
-pub struct Server {
+pub(crate) struct Server {
     /// Where it listens.
-    pub addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     process: Process,
 }
 
 impl Server {
     /// Start the example server on `listen_ip` (port chosen by the kernel) with `args`, and wait
     /// until it prints `listening on ADDR`.
-    pub fn start(scratch: &Scratch, listen_ip: IpAddr, args: &[&str]) -> Server {
+    pub(crate) fn start(scratch: &Scratch, listen_ip: IpAddr, args: &[&str]) -> Server {
         let mut command = Command::new(example_server());
         command
             .arg("--listen")
@@ -428,7 +428,7 @@ impl Server {
 
 /// The path of a proxy binary, looked up in `PATH` and the `sbin` directories. When it is
 /// missing: outside CI (`CI` unset) the test prints why and is skipped (`None`); in CI it fails.
-pub fn proxy_binary(name: &str) -> Option<PathBuf> {
+pub(crate) fn proxy_binary(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let found = std::env::split_paths(&path)
         .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from))
@@ -446,7 +446,7 @@ pub fn proxy_binary(name: &str) -> Option<PathBuf> {
 
 /// The text of `examples/proxies/<file>` with every `__PLACEHOLDER__` replaced, written into
 /// the scratch directory; panics if a placeholder is left.
-pub fn render(scratch: &Scratch, file: &str, values: &HashMap<&str, String>) -> PathBuf {
+pub(crate) fn render(scratch: &Scratch, file: &str, values: &HashMap<&str, String>) -> PathBuf {
     let template = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("examples/proxies")
         .join(file);
@@ -458,10 +458,7 @@ pub fn render(scratch: &Scratch, file: &str, values: &HashMap<&str, String>) -> 
     // Only placeholders outside comments must be filled (the comments name them all).
     for line in text.lines() {
         let code = line.split('#').next().unwrap_or_default();
-        assert!(
-            !code.contains("__"),
-            "{file}: placeholder left in `{line}`"
-        );
+        assert!(!code.contains("__"), "{file}: placeholder left in `{line}`");
     }
     let out = scratch.path().join(file);
     fs::write(&out, text).expect("write the rendered configuration");
@@ -470,15 +467,15 @@ pub fn render(scratch: &Scratch, file: &str, values: &HashMap<&str, String>) -> 
 
 /// A running proxy.
 #[derive(Debug)]
-pub struct Proxy {
+pub(crate) struct Proxy {
     /// Where clients reach it.
-    pub addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     process: Process,
 }
 
 /// Which proxy, and how to start it on a rendered configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// nginx, in the foreground, one process (`master_process off`) so one PID is all of it.
     Nginx,
     /// Caddy, `caddy run` with the Caddyfile adapter.
@@ -489,7 +486,7 @@ pub enum Kind {
 
 impl Kind {
     /// The binary's name.
-    pub fn binary(self) -> &'static str {
+    pub(crate) fn binary(self) -> &'static str {
         match self {
             Kind::Nginx => "nginx",
             Kind::Caddy => "caddy",
@@ -502,7 +499,7 @@ impl Proxy {
     /// Start proxy `kind` with `examples/proxies/<file>`, its placeholders filled from
     /// `values` (which must include `LISTEN`, where clients reach it); `None` if the binary is
     /// missing outside CI.
-    pub fn start(
+    pub(crate) fn start(
         kind: Kind,
         scratch: &Scratch,
         file: &str,
@@ -518,12 +515,18 @@ impl Proxy {
             Kind::Nginx => {
                 let prefix = dir.join(&name);
                 fs::create_dir_all(prefix.join("logs")).expect("nginx prefix");
-                command.arg("-p").arg(&prefix).arg("-c").arg(&config).arg("-e").arg("stderr").arg("-g").arg(
-                    format!(
+                command
+                    .arg("-p")
+                    .arg(&prefix)
+                    .arg("-c")
+                    .arg(&config)
+                    .arg("-e")
+                    .arg("stderr")
+                    .arg("-g")
+                    .arg(format!(
                         "daemon off; master_process off; pid {}/nginx.pid; error_log stderr warn;",
                         prefix.display()
-                    ),
-                );
+                    ));
             }
             Kind::Caddy => {
                 // Caddy keeps state under $HOME / $XDG_*: keep it in the scratch directory.
@@ -544,13 +547,14 @@ impl Proxy {
     }
 
     /// Panics (with the log) if the proxy died.
-    pub fn assert_running(&mut self) {
+    pub(crate) fn assert_running(&mut self) {
         self.process.assert_running();
     }
 }
 
 /// Placeholder values, as `("NAME", value)` pairs.
-pub fn values<const N: usize>(pairs: [(&'static str, String); N]) -> HashMap<&'static str, String> {
+pub(crate) fn values<const N: usize>(
+    pairs: [(&'static str, String); N],
+) -> HashMap<&'static str, String> {
     pairs.into_iter().collect()
 }
-
