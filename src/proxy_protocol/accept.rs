@@ -104,7 +104,6 @@ where
             Ok(Parsed::Incomplete) => {}
             Err((kind, source)) => return Err(ProxyProtocolError::new(kind, peer, source)),
         }
-        debug_assert!(buffer.len() < config.header_limit());
         match stream.read_buf(&mut buffer).await {
             Ok(0) => return Err(ProxyProtocolError::new(ErrorKind::Truncated, peer, None)),
             Ok(_) => {}

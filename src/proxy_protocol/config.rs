@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use super::parse::{V1_MAX_LEN, V2_FIXED_LEN};
+use super::parse::V2_FIXED_LEN;
 use crate::ConfigError;
 
 /// The default time a trusted peer has to send its whole header.
@@ -111,11 +111,6 @@ impl ProxyProtocolConfig {
 
     pub(crate) fn header_timeout(&self) -> Duration {
         self.inner.timeout
-    }
-
-    /// The most bytes a header can take, whatever its version.
-    pub(crate) fn header_limit(&self) -> usize {
-        self.inner.max_header_len.max(V1_MAX_LEN)
     }
 
     pub(crate) fn max_v2_len(&self) -> usize {

@@ -406,6 +406,48 @@ async fn oversized_v2_header_is_refused_at_the_configured_bound() {
     assert_eq!(client, sock("1.2.3.4:1"));
 }
 
+/// Endless bytes after a prefix, counting how many were read.
+#[derive(Debug)]
+struct Endless {
+    prefix: &'static [u8],
+    fill: u8,
+    served: usize,
+}
+
+impl tokio::io::AsyncRead for Endless {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        while buf.remaining() > 0 {
+            let byte = self.prefix.get(self.served).copied().unwrap_or(self.fill);
+            buf.put_slice(&[byte]);
+            self.served += 1;
+        }
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+#[tokio::test]
+async fn endless_header_is_refused_after_bounded_reading() {
+    for (prefix, fill) in [
+        (&b"PROXY "[..], b'x'),
+        (b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2", b' '),
+    ] {
+        let mut endless = Endless {
+            prefix,
+            fill,
+            served: 0,
+        };
+        let error = read_proxy_header(&mut endless, sock(PROXY_PEER), &trusting_loopback())
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), ProxyProtocolErrorKind::TooLong);
+        assert!(endless.served <= 4096, "read {} bytes", endless.served);
+    }
+}
+
 #[tokio::test]
 async fn header_arriving_one_byte_at_a_time_is_assembled() {
     let (mut proxy, server) = tokio::io::duplex(1);
