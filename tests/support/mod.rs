@@ -228,15 +228,16 @@ impl Response {
 #[derive(Debug, Clone)]
 pub(crate) struct Get<'a> {
     path: &'a str,
-    host: &'a str,
+    host: Option<&'a str>,
     headers: Vec<(&'a str, String)>,
 }
 
-/// `GET path` with `Host: localhost`.
+/// `GET path`, with the address it is sent to as `Host` (as curl does) unless
+/// [`host`](Get::host) says otherwise.
 pub(crate) fn get(path: &str) -> Get<'_> {
     Get {
         path,
-        host: "localhost",
+        host: None,
         headers: Vec::new(),
     }
 }
@@ -250,7 +251,7 @@ impl<'a> Get<'a> {
 
     /// The Host header.
     pub(crate) fn host(mut self, host: &'a str) -> Self {
-        self.host = host;
+        self.host = Some(host);
         self
     }
 
@@ -275,9 +276,10 @@ impl<'a> Get<'a> {
             .connect(to)
             .await
             .unwrap_or_else(|error| panic!("connect {from} -> {to}: {error}"));
+        let host = self.host.map_or_else(|| to.to_string(), str::to_owned);
         let mut request = format!(
-            "GET {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
-            self.path, self.host
+            "GET {} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n",
+            self.path
         );
         for (name, value) in &self.headers {
             request.push_str(name);
