@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use axum::extract::Request;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -231,11 +231,11 @@ fn build_sources(options: &Options) -> Result<Vec<NamedSource>, String> {
                 if options.signing_keys.is_empty() {
                     return Err(format!("--source {spec} needs at least one --signing-key KID:SECRET"));
                 }
-                let mut keys = SigningKeys::new();
-                for text in &options.signing_keys {
-                    keys = keys.with_kid_secret(text).map_err(|e| format!("--signing-key: {e}"))?;
-                }
-                Arc::new(SignedHeader::from_name(name, keys).map_err(|e| format!("--source {spec}: {e}"))?)
+                let keys = SigningKeys::parse_kid_secrets(&options.signing_keys)
+                    .map_err(|e| format!("--signing-key: {e}"))?;
+                let name = HeaderName::try_from(name)
+                    .map_err(|_| format!("--source {spec}: `{name}` is not a header name"))?;
+                Arc::new(SignedHeader::new(name, keys))
             }
             _ => return Err(format!("--source: `{spec}` is not one of peer | xff | xff-hops:N | forwarded | forwarded-hops:N | header:NAME | signed:NAME")),
         };
@@ -263,9 +263,18 @@ fn json_response(status: StatusCode, body: Value) -> Response {
 }
 
 fn key_text(app: &App, request: &Request) -> Value {
-    match app.key.extract_key(&RequestView::new(request)) {
-        Some(key) => Value::String(key.to_string()),
-        None => Value::Null,
+    let Some(key) = app.key.extract_key(&RequestView::new(request)) else {
+        return Value::Null;
+    };
+    // The key is the client's prefix: show its length when it is shorter than the address.
+    let (len, full) = match key.ip() {
+        std::net::IpAddr::V4(_) => (app.key.ipv4_prefix_len(), 32),
+        std::net::IpAddr::V6(_) => (app.key.ipv6_prefix_len(), 128),
+    };
+    if len < full {
+        Value::String(format!("{key}/{len}"))
+    } else {
+        Value::String(key.to_string())
     }
 }
 
@@ -361,10 +370,7 @@ fn build_router(options: &Options) -> Result<Router, String> {
         .ipv6_prefix(options.ipv6_prefix)
         .and_then(|key| key.ipv4_prefix(options.ipv4_prefix))
         .map_err(|e| e.to_string())?;
-    let app = Arc::new(App {
-        sources,
-        key: key.clone(),
-    });
+    let app = Arc::new(App { sources, key });
 
     let root_app = Arc::clone(&app);
     let explain_app = Arc::clone(&app);
@@ -381,12 +387,13 @@ fn build_router(options: &Options) -> Result<Router, String> {
         if let Some(burst) = options.burst {
             quota = quota.allow_burst(burst);
         }
-        let limit = RateLimitLayer::builder(quota)
+        let mut limit = RateLimitLayer::builder(quota)
             .key(key)
-            .hide_timing(options.hide_retry_after)
-            .ratelimit_headers(options.ratelimit_headers)
-            .build()
-            .map_err(|e| format!("--quota: {e}"))?;
+            .ratelimit_headers(options.ratelimit_headers);
+        if options.hide_retry_after {
+            limit = limit.hide_timing();
+        }
+        let limit = limit.build().map_err(|e| format!("--quota: {e}"))?;
         router = router.layer(limit);
     }
     Ok(router.layer(client_ip))

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 
 use axum::routing::get as route_get;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tower_bouncer::client_ip::{ClientIpLayer, PeerAddr, SocketPeer};
+use tower_bouncer::client_ip::{ClientIpLayer, PeerAddr, SocketPeer, TrustedRanges};
 use tower_bouncer::proxy_protocol::{ProxyProtocolConfig, ProxyProtocolListener};
 use tower_bouncer::ClientIp;
 
@@ -21,7 +21,7 @@ use support::{free_addr, get, lo, values, Kind, Proxy, Scratch};
 /// `ProxyProtocolListener` that requires the header from `trusted`.
 async fn app(
     listen: std::net::IpAddr,
-    trusted: ipnet::IpNet,
+    trusted: std::net::IpAddr,
 ) -> (SocketAddr, tokio::task::JoinHandle<()>) {
     let router = axum::Router::new()
         .route(
@@ -31,9 +31,12 @@ async fn app(
             }),
         )
         .layer(ClientIpLayer::new(SocketPeer::new()));
-    let listener = ProxyProtocolListener::bind((listen, 0), ProxyProtocolConfig::new([trusted]))
-        .await
-        .unwrap();
+    let listener = ProxyProtocolListener::bind(
+        (listen, 0),
+        ProxyProtocolConfig::new(TrustedRanges::parse(&trusted.to_string()).unwrap()),
+    )
+    .await
+    .unwrap();
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
         axum::serve(
@@ -51,7 +54,7 @@ async fn haproxy_send_proxy_v2_makes_the_client_the_socket_peer() {
     let test = 20;
     let scratch = Scratch::new("haproxy-proxy-protocol");
     let bind = lo(test, 3);
-    let (app_addr, app_task) = app(lo(test, 1), ipnet::IpNet::from(bind)).await;
+    let (app_addr, app_task) = app(lo(test, 1), bind).await;
     let Some(mut proxy) = Proxy::start(
         Kind::Haproxy,
         &scratch,
@@ -109,7 +112,7 @@ async fn trusted_peer_without_the_header_is_dropped() {
     // process on that host): dropped, never served as if the proxy were the client.
     let test = 21;
     let proxy_address = lo(test, 3);
-    let (app_addr, app_task) = app(lo(test, 1), ipnet::IpNet::from(proxy_address)).await;
+    let (app_addr, app_task) = app(lo(test, 1), proxy_address).await;
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.bind(SocketAddr::new(proxy_address, 0)).unwrap();
     let mut stream = socket.connect(app_addr).await.unwrap();

@@ -33,11 +33,12 @@ const INITIAL_BUFFER: usize = 1024;
 /// use hyper::server::conn::http1;
 /// use hyper::service::service_fn;
 /// use hyper_util::rt::TokioIo;
-/// use tower_bouncer::client_ip::PeerAddr;
+/// use tower_bouncer::client_ip::{PeerAddr, TrustedRanges};
 /// use tower_bouncer::proxy_protocol::{read_proxy_header, ProxyProtocolConfig};
 ///
 /// # async fn run() -> std::io::Result<()> {
-/// let config = ProxyProtocolConfig::new(["10.0.0.0/8".parse().unwrap()]);
+/// // The one address your HAProxy / load balancer connects from.
+/// let config = ProxyProtocolConfig::new(TrustedRanges::parse("10.0.0.2").unwrap());
 /// let listener = tokio::net::TcpListener::bind("0.0.0.0:8080").await?;
 /// loop {
 ///     let (stream, peer) = listener.accept().await?;

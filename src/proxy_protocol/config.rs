@@ -5,9 +5,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ipnet::IpNet;
-
 use super::parse::V2_FIXED_LEN;
+use crate::client_ip::TrustedRanges;
 use crate::ConfigError;
 
 /// The default time a trusted peer has to send its whole header.
@@ -37,12 +36,14 @@ const MAX_MAX_HEADER_LEN: usize = V2_FIXED_LEN + u16::MAX as usize;
 /// use std::time::Duration;
 /// use tower_bouncer::proxy_protocol::ProxyProtocolConfig;
 ///
-/// let config = ProxyProtocolConfig::new(["10.0.0.0/8".parse().unwrap()])
+/// use tower_bouncer::client_ip::TrustedRanges;
+///
+/// let config = ProxyProtocolConfig::new("10.0.0.0/8".parse::<TrustedRanges>()?)
 ///     .timeout(Duration::from_secs(2))?
 ///     .max_header_len(1024)?;
-/// assert!(config.is_trusted("10.1.2.3".parse().unwrap()));
-/// assert!(!config.is_trusted("203.0.113.7".parse().unwrap()));
-/// # Ok::<(), tower_bouncer::ConfigError>(())
+/// assert!(config.is_trusted("10.1.2.3".parse()?));
+/// assert!(!config.is_trusted("203.0.113.7".parse()?));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone)]
 pub struct ProxyProtocolConfig {
@@ -51,7 +52,7 @@ pub struct ProxyProtocolConfig {
 
 #[derive(Clone)]
 struct Inner {
-    trusted: Vec<IpNet>,
+    trusted: TrustedRanges,
     timeout: Duration,
     max_header_len: usize,
 }
@@ -59,10 +60,10 @@ struct Inner {
 impl ProxyProtocolConfig {
     /// Rules that require a header from the peers in `trusted`, with the default timeout and
     /// size bound.
-    pub fn new(trusted: impl IntoIterator<Item = IpNet>) -> Self {
+    pub fn new(trusted: TrustedRanges) -> Self {
         Self {
             inner: Arc::new(Inner {
-                trusted: trusted.into_iter().map(|net| net.trunc()).collect(),
+                trusted,
                 timeout: DEFAULT_TIMEOUT,
                 max_header_len: DEFAULT_MAX_HEADER_LEN,
             }),
@@ -103,10 +104,14 @@ impl ProxyProtocolConfig {
     }
 
     /// Whether a connection from `ip` must open with a header. An IPv4-mapped IPv6 address
-    /// is checked as its IPv4 address.
+    /// is checked as its IPv4 address (see [`TrustedRanges::contains`]).
     pub fn is_trusted(&self, ip: IpAddr) -> bool {
-        let ip = ip.to_canonical();
-        self.inner.trusted.iter().any(|net| net.contains(&ip))
+        self.inner.trusted.contains(ip)
+    }
+
+    /// The peers that must send a header.
+    pub fn trusted(&self) -> &TrustedRanges {
+        &self.inner.trusted
     }
 
     pub(crate) fn header_timeout(&self) -> Duration {
@@ -134,7 +139,7 @@ mod tests {
 
     #[test]
     fn zero_timeout_is_a_configuration_error() {
-        let config = ProxyProtocolConfig::new([]);
+        let config = ProxyProtocolConfig::new(TrustedRanges::new());
         assert!(config.timeout(Duration::ZERO).is_err());
     }
 
@@ -142,13 +147,17 @@ mod tests {
     fn header_bound_outside_the_format_is_a_configuration_error() {
         for len in [0, 231, 65_552, usize::MAX] {
             assert!(
-                ProxyProtocolConfig::new([]).max_header_len(len).is_err(),
+                ProxyProtocolConfig::new(TrustedRanges::new())
+                    .max_header_len(len)
+                    .is_err(),
                 "{len}"
             );
         }
         for len in [232, 536, 65_551] {
             assert!(
-                ProxyProtocolConfig::new([]).max_header_len(len).is_ok(),
+                ProxyProtocolConfig::new(TrustedRanges::new())
+                    .max_header_len(len)
+                    .is_ok(),
                 "{len}"
             );
         }
@@ -156,14 +165,14 @@ mod tests {
 
     #[test]
     fn ipv4_mapped_peer_matches_an_ipv4_range() {
-        let config = ProxyProtocolConfig::new(["10.0.0.0/8".parse().unwrap()]);
+        let config = ProxyProtocolConfig::new(TrustedRanges::parse("10.0.0.0/8").unwrap());
         assert!(config.is_trusted("::ffff:10.0.0.5".parse().unwrap()));
         assert!(!config.is_trusted("::ffff:11.0.0.5".parse().unwrap()));
     }
 
     #[test]
     fn empty_set_trusts_nobody() {
-        let config = ProxyProtocolConfig::new([]);
+        let config = ProxyProtocolConfig::new(TrustedRanges::new());
         assert!(!config.is_trusted("127.0.0.1".parse().unwrap()));
     }
 }

@@ -25,7 +25,7 @@ type Handshake = Result<(ProxiedStream<TcpStream>, SocketAddr), ProxyProtocolErr
 ///
 /// ```no_run
 /// use axum::{routing::get, Router};
-/// use tower_bouncer::client_ip::{ClientIpLayer, PeerAddr, SocketPeer};
+/// use tower_bouncer::client_ip::{ClientIpLayer, PeerAddr, SocketPeer, TrustedRanges};
 /// use tower_bouncer::proxy_protocol::{ProxyProtocolConfig, ProxyProtocolListener};
 /// use tower_bouncer::ClientIp;
 ///
@@ -33,8 +33,8 @@ type Handshake = Result<(ProxiedStream<TcpStream>, SocketAddr), ProxyProtocolErr
 /// let app = Router::new()
 ///     .route("/", get(|client: ClientIp| async move { client.ip().to_string() }))
 ///     .layer(ClientIpLayer::new(SocketPeer::new()));
-/// // Your HAProxy / NLB subnet: its connections must start with `send-proxy(-v2)`'s header.
-/// let config = ProxyProtocolConfig::new(["10.0.0.0/8".parse().unwrap()]);
+/// // The one address your HAProxy / load balancer connects from.
+/// let config = ProxyProtocolConfig::new(TrustedRanges::parse("10.0.0.2").unwrap());
 /// let listener = ProxyProtocolListener::bind("0.0.0.0:8080", config).await?;
 /// axum::serve(listener, app.into_make_service_with_connect_info::<PeerAddr>()).await
 /// # }

@@ -29,7 +29,7 @@
 //!
 //! ```no_run
 //! use axum::{routing::get, Router};
-//! use tower_bouncer::client_ip::{ClientIpLayer, PeerAddr, SocketPeer};
+//! use tower_bouncer::client_ip::{ClientIpLayer, PeerAddr, SocketPeer, TrustedRanges};
 //! use tower_bouncer::proxy_protocol::{ProxyProtocolConfig, ProxyProtocolListener};
 //! use tower_bouncer::ClientIp;
 //!
@@ -37,7 +37,8 @@
 //! let app = Router::new()
 //!     .route("/", get(|client: ClientIp| async move { client.ip().to_string() }))
 //!     .layer(ClientIpLayer::new(SocketPeer::new()));
-//! let config = ProxyProtocolConfig::new(["10.0.0.0/8".parse().unwrap()]);
+//! // The one address your HAProxy / load balancer connects from.
+//! let config = ProxyProtocolConfig::new(TrustedRanges::parse("10.0.0.2").unwrap());
 //! let listener = ProxyProtocolListener::bind("0.0.0.0:8080", config).await?;
 //! axum::serve(listener, app.into_make_service_with_connect_info::<PeerAddr>()).await
 //! # }
@@ -51,9 +52,10 @@
 //!
 //! ```
 //! use std::time::Duration;
+//! use tower_bouncer::client_ip::TrustedRanges;
 //! use tower_bouncer::proxy_protocol::ProxyProtocolConfig;
 //!
-//! let config = ProxyProtocolConfig::new(["10.20.0.0/16".parse().unwrap()])
+//! let config = ProxyProtocolConfig::new(TrustedRanges::parse("10.20.0.0/16")?)
 //!     .timeout(Duration::from_secs(1))?
 //!     .max_header_len(300)?;
 //! # let _ = config;

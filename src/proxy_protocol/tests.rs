@@ -9,6 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::error::ErrorKind;
 use super::parse::{parse, Header, Parsed};
 use super::*;
+use crate::client_ip::TrustedRanges;
 
 const SIGNATURE: &[u8; 12] = b"\r\n\r\n\0\r\nQUIT\n";
 
@@ -277,7 +278,7 @@ fn other_first_bytes_are_no_header() {
 // ---- the handshake ---------------------------------------------------------------------------
 
 fn trusting_loopback() -> ProxyProtocolConfig {
-    ProxyProtocolConfig::new(["127.0.0.0/8".parse().unwrap()])
+    ProxyProtocolConfig::new(TrustedRanges::loopback())
 }
 
 const PROXY_PEER: &str = "127.0.0.1:40001";
@@ -535,7 +536,7 @@ async fn listener_answers_the_client_of_a_trusted_proxy() {
 
 #[tokio::test]
 async fn listener_keeps_the_socket_peer_of_an_untrusted_client() {
-    let config = ProxyProtocolConfig::new(["10.0.0.0/8".parse().unwrap()]);
+    let config = ProxyProtocolConfig::new(TrustedRanges::parse("10.0.0.0/8").unwrap());
     let (mut listener, addr) = listener(config).await;
     let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
     let local = client.local_addr().unwrap();
