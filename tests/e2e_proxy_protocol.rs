@@ -132,3 +132,67 @@ async fn trusted_peer_without_the_header_is_dropped() {
     assert_eq!(response.ip(), other.to_string(), "{response:?}");
     app_task.abort();
 }
+
+#[tokio::test]
+async fn example_server_behind_haproxy_send_proxy_v2_resolves_each_client_and_holds_the_quota() {
+    let test = 22;
+    let scratch = Scratch::new("server-proxy-protocol");
+    let bind = lo(test, 3);
+    let server = support::Server::start(
+        &scratch,
+        lo(test, 1),
+        &[
+            "--proxy-protocol",
+            &bind.to_string(),
+            "--source",
+            "peer",
+            "--quota",
+            "5/min",
+        ],
+    );
+    let Some(mut proxy) = Proxy::start(
+        Kind::Haproxy,
+        &scratch,
+        "haproxy-proxy-protocol.cfg",
+        &values([
+            ("LISTEN", free_addr(lo(test, 2)).to_string()),
+            ("PROXY_BIND", bind.to_string()),
+            ("BACKEND", server.addr.to_string()),
+        ]),
+    ) else {
+        return;
+    };
+    let first = lo(test, 10);
+    let response = get("/").send(first, proxy.addr).await;
+    assert_eq!(response.ip(), first.to_string(), "{response:?}");
+    assert_eq!(response.json()["source"], "peer", "{response:?}");
+
+    // Forwarding headers mean nothing to the peer source: one bucket, exactly the quota.
+    let rotating = lo(test, 11);
+    let mut passed = 0;
+    for n in 0..20 {
+        let spoof = format!("198.51.100.{n}");
+        let response = get("/")
+            .header("X-Forwarded-For", spoof.clone())
+            .header("X-Real-IP", spoof)
+            .send(rotating, proxy.addr)
+            .await;
+        match response.status {
+            200 => {
+                assert_eq!(response.ip(), rotating.to_string(), "{response:?}");
+                passed += 1;
+            }
+            429 => {}
+            _ => panic!("unexpected answer: {response:?}"),
+        }
+    }
+    assert_eq!(passed, 5);
+
+    // Another client through the same HAProxy: its own bucket.
+    let other = lo(test, 12);
+    assert_eq!(
+        get("/").send(other, proxy.addr).await.ip(),
+        other.to_string()
+    );
+    proxy.assert_running();
+}
