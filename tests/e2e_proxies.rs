@@ -1,6 +1,7 @@
 //! End to end, through the real proxies: nginx, Caddy and HAProxy on loopback, in front of the
 //! example server, with clients that connect from their own 127.x addresses and proxies that
-//! connect to the app from theirs. Every configuration file in `examples/proxies/` is used.
+//! connect to the app from theirs. With `e2e_proxy_protocol.rs` (haproxy-proxy-protocol.cfg)
+//! and `e2e_proxy_headers.rs`, every configuration file in `examples/proxies/` is used.
 //!
 //! Each test skips (with a message) only when its proxy is not installed and `CI` is unset;
 //! `.ci/run` installs them. Every process a test starts is killed by PID when the test ends,
