@@ -467,7 +467,7 @@ mod multi_hop {
         for forged in [
             "1.2.3.4".to_owned(),
             "v1.k1.1700000000.1.2.3.4.AAAA".to_owned(),
-            state_signature_for_other_key("203.0.113.66"),
+            signature_under_another_key("203.0.113.66"),
         ] {
             let response = get("/")
                 .host("api.example.test")
@@ -502,7 +502,7 @@ mod multi_hop {
     }
 
     /// A well-formed signature of `ip` under a key the origin does not hold.
-    fn state_signature_for_other_key(ip: &str) -> String {
+    fn signature_under_another_key(ip: &str) -> String {
         let signer = Signer::new("k1", [9u8; 32]).unwrap();
         signer
             .sign_now(ip.parse().unwrap())
