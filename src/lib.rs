@@ -48,6 +48,8 @@
 
 pub mod client_ip;
 mod error;
+#[cfg(feature = "proxy-protocol")]
+pub mod proxy_protocol;
 pub mod rate_limit;
 pub mod store;
 
