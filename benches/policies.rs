@@ -167,7 +167,7 @@ fn ratios() {
     store.check(&key(7), &deny[..1], one()).into_inner().unwrap();
     store.check(&key(7), &deny, one()).into_inner().unwrap();
     let decide = |windows: &[Quota], n: u64| {
-        black_box(store.check(black_box(&key(n)), windows, one()).into_inner());
+        let _ = black_box(store.check(black_box(&key(n)), windows, one()).into_inner());
     };
     report(
         "store allow",
