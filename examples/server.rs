@@ -25,7 +25,7 @@ use tower_bouncer::client_ip::{
 };
 #[cfg(feature = "signed")]
 use tower_bouncer::client_ip::{SignedHeader, SigningKeys};
-use tower_bouncer::rate_limit::{ExtractKey, IpKey, Quota, RateLimitLayer};
+use tower_bouncer::rate_limit::{ExtractKey, IpKey, Policy, Quota, RateLimitLayer, Tiers};
 
 const USAGE: &str = "\
 tower-bouncer example server
@@ -42,8 +42,19 @@ OPTIONS:
                              cloudflare | any. The proxies whose headers are believed.
   --signing-key KID:SECRET   repeatable (key rotation); SECRET is base64url, >= 32 bytes
   --on-unresolved peer|reject      default reject
-  --quota N/s | N/min | N/h  rate limit per client; no limit when absent
-  --burst N                  default N
+  --quota N/s | N/min | N/h  rate limit per client; no limit when absent. Repeatable: several
+                             windows (e.g. --quota 10/s --quota 1000/h), all must admit; a
+                             denial charges none. The IETF fields name them per-second,
+                             per-minute, per-hour (one window: default)
+  --burst N                  default N (with one --quota)
+  --tier-header NAME         DEMO ONLY, UNSAFE: the client's tier is read from this request
+                             header, which the client controls: anyone can claim any tier. In
+                             a real service the tier comes from your authentication layer
+                             (Tiers::from_extension), never from a header
+  --tier NAME=QUOTA          repeatable (needs --tier-header and a --quota, the default for an
+                             unknown or absent tier): requests whose tier header is NAME get
+                             QUOTA; repeat a NAME for several windows. Tiers never share
+                             buckets
   --ipv6-prefix LEN          IPv6 clients share a bucket per prefix (default 64)
   --ipv4-prefix LEN          IPv4 clients share a bucket per prefix (default 32)
   --hide-retry-after         no timing hint at all in 429 responses
@@ -67,8 +78,10 @@ struct Options {
     #[cfg_attr(not(feature = "signed"), allow(dead_code))]
     signing_keys: Vec<String>,
     on_unresolved: OnUnresolved,
-    quota: Option<Quota>,
+    quotas: Vec<Quota>,
     burst: Option<NonZeroU32>,
+    tier_header: Option<HeaderName>,
+    tiers: Vec<(String, Quota)>,
     ipv6_prefix: u8,
     ipv4_prefix: u8,
     hide_retry_after: bool,
@@ -85,8 +98,10 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
         trust_given: false,
         signing_keys: Vec::new(),
         on_unresolved: OnUnresolved::Reject,
-        quota: None,
+        quotas: Vec::new(),
         burst: None,
+        tier_header: None,
+        tiers: Vec::new(),
         ipv6_prefix: 64,
         ipv4_prefix: 32,
         hide_retry_after: false,
@@ -132,14 +147,30 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
                 }
             }
             "--quota" => {
-                if options.quota.is_some() {
-                    return Err(
-                        "--quota: several windows at once are not supported yet; give one --quota"
-                            .into(),
-                    );
-                }
                 let text = value("--quota")?;
-                options.quota = Some(text.parse().map_err(|error| format!("--quota: {error}"))?);
+                options
+                    .quotas
+                    .push(text.parse().map_err(|error| format!("--quota: {error}"))?);
+            }
+            "--tier-header" => {
+                let text = value("--tier-header")?;
+                options.tier_header = Some(
+                    HeaderName::try_from(text.as_str())
+                        .map_err(|_| format!("--tier-header: `{text}` is not a header name"))?,
+                );
+            }
+            "--tier" => {
+                let text = value("--tier")?;
+                let Some((name, quota)) = text.split_once('=') else {
+                    return Err(format!("--tier: `{text}` is not NAME=QUOTA (e.g. paid=100/min)"));
+                };
+                if name.is_empty() {
+                    return Err(format!("--tier: `{text}` has an empty tier name"));
+                }
+                let quota = quota
+                    .parse()
+                    .map_err(|error| format!("--tier {name}: {error}"))?;
+                options.tiers.push((name.to_owned(), quota));
             }
             "--burst" => {
                 let text = value("--burst")?;
@@ -186,8 +217,19 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
     if options.sources.is_empty() {
         options.sources.push("peer".to_owned());
     }
-    if options.burst.is_some() && options.quota.is_none() {
-        return Err("--burst needs a --quota".into());
+    if options.burst.is_some() && options.quotas.len() != 1 {
+        return Err("--burst needs exactly one --quota".into());
+    }
+    if !options.tiers.is_empty() || options.tier_header.is_some() {
+        if options.tier_header.is_none() {
+            return Err("--tier needs --tier-header NAME (demo only)".into());
+        }
+        if options.tiers.is_empty() {
+            return Err("--tier-header needs at least one --tier NAME=QUOTA".into());
+        }
+        if options.quotas.is_empty() {
+            return Err("--tier needs a --quota: the policy of unknown and absent tiers".into());
+        }
     }
     Ok(Some(options))
 }
@@ -408,20 +450,90 @@ fn build_router(options: &Options) -> Result<Router, String> {
             "/explain",
             get(move |request: Request| explain(Arc::clone(&explain_app), request)),
         );
-    if let Some(mut quota) = options.quota {
-        if let Some(burst) = options.burst {
-            quota = quota.allow_burst(burst);
+    if let Some(&first) = options.quotas.first() {
+        let quota = match options.burst {
+            Some(burst) => first.allow_burst(burst),
+            None => first,
+        };
+        let policy = window_policy(None, &options.quotas)?;
+        let mut limit = RateLimitLayer::builder(quota);
+        if options.quotas.len() > 1 {
+            limit = RateLimitLayer::with_policy(policy);
         }
-        let mut limit = RateLimitLayer::builder(quota)
+        let mut limit = limit
             .key(key)
             .ratelimit_headers(options.ratelimit_headers);
         if options.hide_retry_after {
             limit = limit.hide_timing();
         }
-        let limit = limit.build().map_err(|e| format!("--quota: {e}"))?;
-        router = router.layer(limit);
+        router = match &options.tier_header {
+            None => router.layer(limit.build().map_err(|e| format!("--quota: {e}"))?),
+            Some(header) => {
+                // DEMO ONLY: a header the client chooses picks the tier (see --help).
+                let header = header.clone();
+                let mut tiers = Tiers::from_fn(move |request: &RequestView<'_>| {
+                    request
+                        .headers()
+                        .get(&header)
+                        .and_then(|value| value.to_str().ok())
+                        .map(str::to_owned)
+                });
+                let mut names: Vec<&str> = Vec::new();
+                for (name, _) in &options.tiers {
+                    if !names.contains(&name.as_str()) {
+                        names.push(name);
+                    }
+                }
+                for name in names {
+                    let windows: Vec<Quota> = options
+                        .tiers
+                        .iter()
+                        .filter(|(tier, _)| tier == name)
+                        .map(|(_, quota)| *quota)
+                        .collect();
+                    tiers = tiers.tier(name.to_owned(), window_policy(Some(name), &windows)?);
+                }
+                router.layer(
+                    limit
+                        .tiers(tiers)
+                        .build()
+                        .map_err(|e| format!("--tier: {e}"))?,
+                )
+            }
+        };
     }
     Ok(router.layer(client_ip))
+}
+
+/// The policy of `--quota` (or of one `--tier`'s quotas): one window named `default` (or the
+/// tier's name); several named by their unit (`per-second`, or `free-per-second` for a tier).
+fn window_policy(tier: Option<&str>, quotas: &[Quota]) -> Result<Policy, String> {
+    let flag = tier.map_or("--quota".to_owned(), |tier| format!("--tier {tier}"));
+    let mut policy = Policy::builder();
+    for quota in quotas {
+        let name = if quotas.len() == 1 {
+            tier.unwrap_or("default").to_owned()
+        } else {
+            let text = quota.to_string();
+            let unit = match text.rsplit_once('/').map(|(_, unit)| unit) {
+                Some("s") => "per-second",
+                Some("min") => "per-minute",
+                _ => "per-hour",
+            };
+            match tier {
+                Some(tier) => format!("{tier}-{unit}"),
+                None => unit.to_owned(),
+            }
+        };
+        policy = policy.window(name, *quota);
+    }
+    policy.build().map_err(|e| {
+        if e.to_string().contains("same name") {
+            format!("{flag}: give each window a different unit (s, min, h)")
+        } else {
+            format!("{flag}: {e}")
+        }
+    })
 }
 
 fn main() -> ExitCode {
