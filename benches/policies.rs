@@ -62,7 +62,10 @@ fn store(c: &mut Criterion) {
     let store: MemoryStore<Key> = MemoryStore::new();
     // A populated store, as in production.
     for n in 0..10_000 {
-        store.check(&key(n), &stingy()[..1], one()).into_inner().unwrap();
+        store
+            .check(&key(n), &stingy()[..1], one())
+            .into_inner()
+            .unwrap();
         store.check(&key(n), &stingy(), one()).into_inner().unwrap();
     }
     for (name, count) in [("one_window", 1), ("two_windows", 2)] {
@@ -118,11 +121,9 @@ fn layer(c: &mut Criterion) {
                 builder = builder.and_quota("per-hour", windows[1]);
             }
             let layer = builder.build().unwrap();
-            let mut service = ServiceBuilder::new()
-                .layer(layer)
-                .service(service_fn(|_request: Request<()>| async {
-                    Ok::<_, Infallible>(Response::new(String::new()))
-                }));
+            let mut service = ServiceBuilder::new().layer(layer).service(service_fn(
+                |_request: Request<()>| async { Ok::<_, Infallible>(Response::new(String::new())) },
+            ));
             // Exhaust the stingy windows; warm the generous ones.
             call(&mut service, request());
             group.bench_function(format!("{name}/{path}"), |b| {
@@ -164,7 +165,10 @@ fn interleaved_ratio(mut one: impl FnMut(), mut two: impl FnMut()) -> (f64, f64,
 fn ratios() {
     let store: MemoryStore<Key> = MemoryStore::new();
     let (allow, deny) = (generous(), stingy());
-    store.check(&key(7), &deny[..1], one()).into_inner().unwrap();
+    store
+        .check(&key(7), &deny[..1], one())
+        .into_inner()
+        .unwrap();
     store.check(&key(7), &deny, one()).into_inner().unwrap();
     let decide = |windows: &[Quota], n: u64| {
         let _ = black_box(store.check(black_box(&key(n)), windows, one()).into_inner());
@@ -184,11 +188,11 @@ fn ratios() {
             if count == 2 {
                 builder = builder.and_quota("per-hour", windows[1]);
             }
-            let mut service = ServiceBuilder::new().layer(builder.build().unwrap()).service(
-                service_fn(|_request: Request<()>| async {
+            let mut service = ServiceBuilder::new()
+                .layer(builder.build().unwrap())
+                .service(service_fn(|_request: Request<()>| async {
                     Ok::<_, Infallible>(Response::new(String::new()))
-                }),
-            );
+                }));
             call(&mut service, request());
             service
         };

@@ -45,7 +45,10 @@ fn single_key(c: &mut Criterion) {
     let mut group = c.benchmark_group("store");
     let store: MemoryStore<Key> = MemoryStore::new();
     for n in 0..10_000 {
-        store.check(&key(n), &[stingy()], one()).into_inner().unwrap();
+        store
+            .check(&key(n), &[stingy()], one())
+            .into_inner()
+            .unwrap();
     }
 
     let allow = generous();
@@ -81,7 +84,9 @@ fn single_key(c: &mut Criterion) {
     let full: MemoryStore<Key> = MemoryStore::builder().max_keys(10_000).build();
     let mut n = 0;
     while full.len() < 10_000 && n < 1_000_000 {
-        full.check(&key(n), &[stingy()], one()).into_inner().unwrap();
+        full.check(&key(n), &[stingy()], one())
+            .into_inner()
+            .unwrap();
         n += 1;
     }
     let mut next = 10_000_000;

@@ -162,7 +162,9 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
             "--tier" => {
                 let text = value("--tier")?;
                 let Some((name, quota)) = text.split_once('=') else {
-                    return Err(format!("--tier: `{text}` is not NAME=QUOTA (e.g. paid=100/min)"));
+                    return Err(format!(
+                        "--tier: `{text}` is not NAME=QUOTA (e.g. paid=100/min)"
+                    ));
                 };
                 if name.is_empty() {
                     return Err(format!("--tier: `{text}` has an empty tier name"));
@@ -460,9 +462,7 @@ fn build_router(options: &Options) -> Result<Router, String> {
         if options.quotas.len() > 1 {
             limit = RateLimitLayer::with_policy(policy);
         }
-        let mut limit = limit
-            .key(key)
-            .ratelimit_headers(options.ratelimit_headers);
+        let mut limit = limit.key(key).ratelimit_headers(options.ratelimit_headers);
         if options.hide_retry_after {
             limit = limit.hide_timing();
         }

@@ -97,11 +97,33 @@ async fn issue_9_server_demo_tiers_from_a_header() {
 fn issue_9_server_rejects_inconsistent_tier_and_burst_flags() {
     let scratch = Scratch::new("policies-errors");
     for (args, message) in [
-        (&["--quota", "1/s", "--quota", "1/min", "--burst", "5"][..], "exactly one --quota"),
-        (&["--tier", "free=1/min", "--quota", "1/s"][..], "--tier-header"),
-        (&["--tier-header", "x-tier", "--quota", "1/s"][..], "--tier NAME=QUOTA"),
-        (&["--tier-header", "x-tier", "--tier", "free=1/s"][..], "needs a --quota"),
-        (&["--tier-header", "x-tier", "--tier", "free", "--quota", "1/s"][..], "NAME=QUOTA"),
+        (
+            &["--quota", "1/s", "--quota", "1/min", "--burst", "5"][..],
+            "exactly one --quota",
+        ),
+        (
+            &["--tier", "free=1/min", "--quota", "1/s"][..],
+            "--tier-header",
+        ),
+        (
+            &["--tier-header", "x-tier", "--quota", "1/s"][..],
+            "--tier NAME=QUOTA",
+        ),
+        (
+            &["--tier-header", "x-tier", "--tier", "free=1/s"][..],
+            "needs a --quota",
+        ),
+        (
+            &[
+                "--tier-header",
+                "x-tier",
+                "--tier",
+                "free",
+                "--quota",
+                "1/s",
+            ][..],
+            "NAME=QUOTA",
+        ),
         (&["--quota", "1/s", "--quota", "2/s"][..], "different unit"),
     ] {
         let output = std::process::Command::new(support::example_server())

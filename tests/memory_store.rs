@@ -29,7 +29,10 @@ fn check<K>(store: &MemoryStore<K>, key: K, quota: &Quota, cost: u32) -> Decisio
 where
     K: std::hash::Hash + Eq + Clone + Send + Sync + 'static,
 {
-    store.check(&key, std::slice::from_ref(quota), nz(cost)).into_inner().unwrap()
+    store
+        .check(&key, std::slice::from_ref(quota), nz(cost))
+        .into_inner()
+        .unwrap()
 }
 
 fn manual_store<K>(clock: &ManualClock) -> MemoryStore<K>
@@ -453,8 +456,14 @@ fn the_real_clock_admits_the_burst() {
 #[test]
 fn works_through_the_store_trait_and_an_arc() {
     async fn twice<S: Store<u32>>(store: &S, quota: &Quota) -> (bool, bool) {
-        let first = store.check(&1, std::slice::from_ref(quota), NonZeroU32::MIN).await.unwrap();
-        let second = store.check(&1, std::slice::from_ref(quota), NonZeroU32::MIN).await.unwrap();
+        let first = store
+            .check(&1, std::slice::from_ref(quota), NonZeroU32::MIN)
+            .await
+            .unwrap();
+        let second = store
+            .check(&1, std::slice::from_ref(quota), NonZeroU32::MIN)
+            .await
+            .unwrap();
         (first.allowed(), second.allowed())
     }
     let runtime = tokio::runtime::Builder::new_current_thread()

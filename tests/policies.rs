@@ -284,7 +284,10 @@ async fn issue_9_layer_retry_after_is_the_longest_wait_and_fields_list_every_pol
         r#""per-second";r=2;t=1, "per-minute";r=4;t=12"#
     );
     for _ in 0..2 {
-        assert_eq!(send(&mut service, from_ip(1)).await.status(), StatusCode::OK);
+        assert_eq!(
+            send(&mut service, from_ip(1)).await.status(),
+            StatusCode::OK
+        );
     }
     // Denied by the second window only: Retry-After is its wait (1 s).
     let denied = send(&mut service, from_ip(1)).await;
@@ -300,7 +303,10 @@ async fn issue_9_layer_retry_after_is_the_longest_wait_and_fields_list_every_pol
     // 1 s later: 2 pass, then the minute window denies, for 11 s.
     clock.advance(Duration::from_secs(1));
     for _ in 0..2 {
-        assert_eq!(send(&mut service, from_ip(1)).await.status(), StatusCode::OK);
+        assert_eq!(
+            send(&mut service, from_ip(1)).await.status(),
+            StatusCode::OK
+        );
     }
     let denied = send(&mut service, from_ip(1)).await;
     assert_eq!(denied.status(), StatusCode::TOO_MANY_REQUESTS);
@@ -314,7 +320,10 @@ async fn issue_9_layer_retry_after_is_the_longest_wait_and_fields_list_every_pol
     assert_eq!(limited.retry_after(), Some(Duration::from_secs(11)));
 
     // Another client is not affected.
-    assert_eq!(send(&mut service, from_ip(2)).await.status(), StatusCode::OK);
+    assert_eq!(
+        send(&mut service, from_ip(2)).await.status(),
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -329,10 +338,16 @@ async fn issue_9_single_window_layers_answer_as_before() {
     assert_eq!(layer.policy().window_count(), 1);
     let mut service = ServiceBuilder::new().layer(layer).service_fn(ok);
     let first = send(&mut service, from_ip(1)).await;
-    assert_eq!(header(&first, "ratelimit").unwrap(), r#""default";r=1;t=30"#);
+    assert_eq!(
+        header(&first, "ratelimit").unwrap(),
+        r#""default";r=1;t=30"#
+    );
     send(&mut service, from_ip(1)).await;
     let denied = send(&mut service, from_ip(1)).await;
-    assert_eq!(header(&denied, "ratelimit").unwrap(), r#""default";r=0;t=30"#);
+    assert_eq!(
+        header(&denied, "ratelimit").unwrap(),
+        r#""default";r=0;t=30"#
+    );
     assert_eq!(header(&denied, "retry-after").unwrap(), "30");
 }
 

@@ -133,10 +133,22 @@ mod tests {
     fn costs_are_checked_against_the_burst() {
         let table = [
             (RouteCosts::new().route("/export", 10), 10, None),
-            (RouteCosts::new().route("/export", 11), 10, Some("could never pass")),
-            (RouteCosts::new().route("/export", 0), 10, Some("at least 1")),
+            (
+                RouteCosts::new().route("/export", 11),
+                10,
+                Some("could never pass"),
+            ),
+            (
+                RouteCosts::new().route("/export", 0),
+                10,
+                Some("at least 1"),
+            ),
             (RouteCosts::new().default_cost(0), 10, Some("at least 1")),
-            (RouteCosts::new().route("export", 2), 10, Some("start with '/'")),
+            (
+                RouteCosts::new().route("export", 2),
+                10,
+                Some("start with '/'"),
+            ),
         ];
         for (costs, burst, expected) in table {
             match (costs.check(burst), expected) {

@@ -141,6 +141,8 @@ mod response;
 mod service;
 mod tier;
 
+#[cfg(feature = "axum")]
+pub use cost::RouteCosts;
 pub use future::ResponseFuture;
 pub use key::{
     Either, ExtensionKey, ExtractKey, GlobalKey, IpKey, MaskedIp, Or, Scoped, ScopedKey,
@@ -150,8 +152,6 @@ pub use key::{RouteKey, RoutePath};
 pub use layer::{
     DefaultStore, MissingKey, ProvideStore, RateLimitLayer, RateLimitLayerBuilder, WithStore,
 };
-#[cfg(feature = "axum")]
-pub use cost::RouteCosts;
 pub use policy::{Policy, PolicyBuilder};
 pub use quota::Quota;
 pub use response::{RateLimited, RetryAfter};

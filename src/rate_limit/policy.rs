@@ -86,7 +86,9 @@ impl Policy {
         windows: Vec<(Cow<'static, str>, Quota)>,
     ) -> Result<Self, ConfigError> {
         if windows.is_empty() {
-            return Err(ConfigError::new("a rate-limit policy needs at least one window"));
+            return Err(ConfigError::new(
+                "a rate-limit policy needs at least one window",
+            ));
         }
         if windows.len() > MAX_WINDOWS {
             return Err(ConfigError::new(
@@ -364,15 +366,25 @@ mod tests {
 
     #[test]
     fn policies_are_checked_when_built() {
-        let table: &[(&[(&'static str, &str)], Option<&str>)] = &[
+        type Windows = &'static [(&'static str, &'static str)];
+        let table: &[(Windows, Option<&str>)] = &[
             (&[], Some("at least one window")),
             (&[("a", "1/s"), ("a", "1/h")], Some("same name")),
             (&[("a\"", "1/s")], Some("printable ascii")),
             (
-                &[("a", "1/s"), ("b", "1/s"), ("c", "1/s"), ("d", "1/s"), ("e", "1/s")],
+                &[
+                    ("a", "1/s"),
+                    ("b", "1/s"),
+                    ("c", "1/s"),
+                    ("d", "1/s"),
+                    ("e", "1/s"),
+                ],
                 Some("at most 4"),
             ),
-            (&[("a", "1/s"), ("b", "1/s"), ("c", "1/s"), ("d", "1/s")], None),
+            (
+                &[("a", "1/s"), ("b", "1/s"), ("c", "1/s"), ("d", "1/s")],
+                None,
+            ),
         ];
         for (windows, error) in table {
             let mut builder = Policy::builder();
@@ -401,7 +413,10 @@ mod tests {
             r#""per-second";q=10;w=1, "per-hour";q=1000;w=3600"#
         );
         assert_eq!(policy.min_burst().get(), 10);
-        assert_eq!(Policy::from(q("5/min")).policy_field(), r#""default";q=5;w=60"#);
+        assert_eq!(
+            Policy::from(q("5/min")).policy_field(),
+            r#""default";q=5;w=60"#
+        );
         assert_eq!(
             format!("{policy:?}"),
             r#"{"per-second": Quota { inner: Quota { max_burst: 10, replenish_1_per: 100ms } }, "per-hour": Quota { inner: Quota { max_burst: 1000, replenish_1_per: 3.6s } }}"#
@@ -420,7 +435,11 @@ mod tests {
         ];
         for (full, remaining, reset) in table {
             let state = WindowState::of(Duration::from_nanos(full), &quota);
-            assert_eq!((state.remaining, state.reset_secs), (remaining, reset), "{full}");
+            assert_eq!(
+                (state.remaining, state.reset_secs),
+                (remaining, reset),
+                "{full}"
+            );
         }
         // 5/min at 59 s to full: nothing left, the next cell in 11 s (59 − 48).
         let state = WindowState::of(Duration::from_secs(59), &q("5/min"));

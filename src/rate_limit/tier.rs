@@ -57,9 +57,12 @@ pub struct Tiers<T> {
     table: Vec<(T, Policy)>,
 }
 
+/// A closure reading the tier of a request.
+type SelectFn<T> = Arc<dyn Fn(&RequestView<'_>) -> Option<T> + Send + Sync>;
+
 enum Select<T> {
     Extension,
-    Fn(Arc<dyn Fn(&RequestView<'_>) -> Option<T> + Send + Sync>),
+    Fn(SelectFn<T>),
 }
 
 impl<T> Clone for Select<T> {

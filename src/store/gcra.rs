@@ -215,11 +215,7 @@ impl Windows {
 
     /// The shortest interval of the windows (the retry hint of a refusal at the cap).
     pub(crate) fn interval(&self) -> u64 {
-        self.active()
-            .iter()
-            .map(Gcra::interval)
-            .min()
-            .unwrap_or(1)
+        self.active().iter().map(Gcra::interval).min().unwrap_or(1)
     }
 }
 

@@ -323,7 +323,8 @@ impl<K> Shard<K> {
             tat > now
         });
         map.many.retain(|_, tats| {
-            let last = <Windows as Rule>::expiry(tats.get_mut().unwrap_or_else(PoisonError::into_inner));
+            let last =
+                <Windows as Rule>::expiry(tats.get_mut().unwrap_or_else(PoisonError::into_inner));
             if last > now {
                 earliest = earliest.min(last);
             }
@@ -634,7 +635,12 @@ impl Rule for Windows {
 }
 
 /// Decides several windows on a key's TATs, and writes them only when every window allows.
-fn charge_windows(windows: &Windows, tats: &mut [u64; MAX_WINDOWS], now: u64, cost: u32) -> Decision {
+fn charge_windows(
+    windows: &Windows,
+    tats: &mut [u64; MAX_WINDOWS],
+    now: u64,
+    cost: u32,
+) -> Decision {
     let verdict = windows.verdict(tats, now, cost);
     if let WindowsVerdict::Allow { new_tats } = verdict {
         *tats = new_tats;
@@ -1077,7 +1083,11 @@ mod tests {
         cost: u32,
     ) -> Decision {
         store
-            .check(&key, std::slice::from_ref(quota), NonZeroU32::new(cost).unwrap())
+            .check(
+                &key,
+                std::slice::from_ref(quota),
+                NonZeroU32::new(cost).unwrap(),
+            )
             .into_inner()
             .unwrap()
     }

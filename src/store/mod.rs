@@ -342,7 +342,9 @@ impl Decision {
     /// IETF `RateLimit` field of every policy.
     pub fn window_full_after(&self, index: usize) -> Option<Duration> {
         if index < usize::from(self.window_count) {
-            self.windows.get(index).map(|&nanos| Duration::from_nanos(nanos))
+            self.windows
+                .get(index)
+                .map(|&nanos| Duration::from_nanos(nanos))
         } else if index == 0 && self.window_count == 0 {
             Some(self.full_after())
         } else {
