@@ -62,6 +62,54 @@
 //! # Ok::<(), tower_bouncer::ConfigError>(())
 //! ```
 //!
+//! # Several windows, tiers, route costs
+//!
+//! A real API rarely has one quota: "10 per second **and** 1,000 per hour", different limits
+//! for free and paid callers, an export that costs more than a list.
+//!
+//! - **Several windows** ([`and_quota`](RateLimitLayerBuilder::and_quota), or a [`Policy`]
+//!   with [`RateLimitLayer::with_policy`]): a request passes only if every window admits it,
+//!   and a denial charges **nothing anywhere** — the store decides all windows of a key in one
+//!   atomic step. `Retry-After` is the longest wait of the windows that deny; the IETF fields
+//!   list every window under its name.
+//! - **Tiers** ([`tiers`](RateLimitLayerBuilder::tiers) with a [`Tiers`] table): the policy is
+//!   chosen per request from what the authentication layer put into the extensions (a plan),
+//!   or from a closure; an unknown or absent tier gets the layer's own policy. The tier is part
+//!   of the key ([`TierKey`]): tiers never share buckets.
+//! - **Route costs** ([`route_costs`](RateLimitLayerBuilder::route_costs) with a `RouteCosts`
+//!   table, feature `axum`): the matched route's cost, checked against every burst at build
+//!   time.
+//!
+//! ```
+//! use tower_bouncer::rate_limit::{ExtensionKey, Policy, RateLimitLayer, Tiers};
+//!
+//! #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+//! struct AccountId(u64);
+//! #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+//! enum Plan { Free, Paid }
+//!
+//! // Anonymous callers and unknown plans: 10/s and 100/h.
+//! let layer = RateLimitLayer::builder("10/s".parse()?)
+//!     .policy_name("per-second")
+//!     .and_quota("per-hour", "100/h".parse()?)
+//!     .key(ExtensionKey::<AccountId>::new())
+//!     .tiers(
+//!         Tiers::<Plan>::from_extension()
+//!             .tier(Plan::Free, Policy::new("free", "5/min".parse()?)?)
+//!             .tier(
+//!                 Plan::Paid,
+//!                 Policy::builder()
+//!                     .window("paid-per-second", "50/s".parse()?)
+//!                     .window("paid-per-hour", "100000/h".parse()?)
+//!                     .build()?,
+//!             ),
+//!     )
+//!     .ratelimit_headers(true)
+//!     .build()?;
+//! # let _ = layer;
+//! # Ok::<(), tower_bouncer::ConfigError>(())
+//! ```
+//!
 //! # Keys
 //!
 //! | key | one bucket per | |
