@@ -97,7 +97,8 @@ impl RateLimited {
         self.retry_after.map(|wait| ceil_secs(wait).max(1))
     }
 
-    /// The quota that denied the request.
+    /// The quota that denied the request: with several windows, the one with the longest
+    /// wait (for a cost that can never pass, one whose burst is too small).
     pub fn quota(&self) -> Quota {
         self.quota
     }

@@ -79,6 +79,18 @@ pub enum AtCapacity {
 /// after 64 lost races the request takes the shard's write lock, under which nothing else
 /// can move the TAT. A new key takes the shard's write lock once to be inserted.
 ///
+/// # Several windows at once
+///
+/// A key checked under several windows (`check(key, &[per_second, per_hour], cost)`) lives
+/// in a second table of the shard, holding one TAT per window (`[u64; 4]`, 32 bytes) behind a
+/// small per-key `Mutex`. The decision takes the shard's read lock, then the key's lock, reads
+/// every window, and writes all of them only if every window admits; the lock is held for a
+/// few comparisons and stores, nothing that blocks or allocates. So the decision is atomic per
+/// key — two requests never interleave between one window's check and another's charge, and
+/// a denial writes nothing — while requests on other keys proceed in parallel as before. A
+/// single-window key keeps its 8-byte compare-and-swap path; the two kinds of state never mix.
+/// A several-window key is forgotten when its **last** window is full again.
+///
 /// The current time is read *after* the shard's lock is taken. Housekeeping removes a key
 /// under the write lock only when its TAT is not after the time it reads, so every request
 /// that sees the key gone reads a later time, and for it an expired key and an absent key
