@@ -74,10 +74,7 @@ impl Gcra {
             Verdict::DenyForever => Decision::denied_forever(),
         };
         let report = self.report(tat_after.unwrap_or(now), now);
-        decision
-            .with_remaining(report.remaining)
-            .with_next_cell_after(Duration::from_nanos(report.next_cell_after))
-            .with_full_after(Duration::from_nanos(report.full_after))
+        decision.with_nanos(report.remaining, report.next_cell_after, report.full_after)
     }
 
     /// What a key whose TAT is `tat` has at `now`.
@@ -204,13 +201,9 @@ impl Windows {
             remaining = remaining.min(report.remaining);
             next_cell_after = next_cell_after.max(report.next_cell_after);
             full_after = full_after.max(report.full_after);
-            decision =
-                decision.with_window_full_after(index, Duration::from_nanos(report.full_after));
+            decision = decision.with_window_nanos(index, report.full_after);
         }
-        decision
-            .with_remaining(remaining)
-            .with_next_cell_after(Duration::from_nanos(next_cell_after))
-            .with_full_after(Duration::from_nanos(full_after))
+        decision.with_nanos(remaining, next_cell_after, full_after)
     }
 
     /// The shortest interval of the windows (the retry hint of a refusal at the cap).

@@ -300,6 +300,29 @@ impl Decision {
         self
     }
 
+    /// Sets the reports in nanoseconds (the shared arithmetic's units, no conversion).
+    pub(crate) const fn with_nanos(
+        mut self,
+        remaining: u32,
+        next_cell_after: u64,
+        full_after: u64,
+    ) -> Self {
+        self.remaining = remaining;
+        self.next_cell_after = next_cell_after;
+        self.full_after = full_after;
+        self
+    }
+
+    /// Sets window `index`'s time to full in nanoseconds (`index < MAX_WINDOWS`).
+    pub(crate) fn with_window_nanos(mut self, index: usize, full_after: u64) -> Self {
+        if let Some(slot) = self.windows.get_mut(index) {
+            *slot = full_after;
+            // `index < MAX_WINDOWS`, a u8.
+            self.window_count = self.window_count.max(index as u8 + 1);
+        }
+        self
+    }
+
     /// Whether the request may pass (its cells are charged).
     pub const fn allowed(&self) -> bool {
         self.allowed
