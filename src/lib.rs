@@ -6,6 +6,8 @@
 
 pub mod client_ip;
 mod error;
+pub mod rate_limit;
+pub mod store;
 
 pub use client_ip::{ClientIp, ClientIpLayer, ClientIpService};
 pub use error::ConfigError;

@@ -3,7 +3,7 @@ use std::sync::Arc;
 
 use tower_layer::Layer;
 
-use super::{ClientIpService, SocketPeer, ResolveClientIp};
+use super::{ClientIpService, ResolveClientIp, SocketPeer};
 
 /// What the layer does when its source resolves no client IP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -16,5 +16,5 @@ pub use extract::MissingClientIp;
 pub use layer::{ClientIpLayer, OnUnresolved};
 pub use request::{PeerAddr, RequestView};
 pub use service::{ClientIpService, ResponseFuture};
-pub use source::{SocketPeer, Reason, Resolution, ResolveClientIp};
+pub use source::{Reason, Resolution, ResolveClientIp, SocketPeer};
 pub use value::{ClientIp, SourceKind};

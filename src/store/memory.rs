@@ -1,0 +1,835 @@
+//! [`MemoryStore`]: GCRA state in a sharded in-process map, with bounded memory.
+//!
+//! # Layout and hot path
+//!
+//! The map is split into shards (4 × the available parallelism, rounded up to a power of
+//! two), each a `RwLock<HashMap<K, AtomicU64>>`: the 8-byte value is the key's theoretical
+//! arrival time (TAT) in nanoseconds since the store's clock origin. The shard is chosen by a
+//! keyed SipHash (a `RandomState` of its own), and each shard's map hashes with its own
+//! random SipHash keys: keys are chosen by clients, so neither the shard nor the bucket of a
+//! key can be predicted or flooded on purpose.
+//!
+//! A request on a tracked key takes its shard's read lock, looks the key up and updates the
+//! TAT with a compare-and-swap loop: no allocation, no global lock, and no counter shared by
+//! all threads is written, so threads working on different keys scale. The loop is bounded:
+//! after 64 lost races the request takes the shard's write lock, under which nothing else
+//! can move the TAT. A new key takes the shard's write lock once to be inserted.
+//!
+//! The current time is read *after* the shard's lock is taken. Housekeeping removes a key
+//! under the write lock only when its TAT is not after the time it reads, so every request
+//! that sees the key gone reads a later time, and for it an expired key and an absent key
+//! decide alike (proof in the source of `store/gcra.rs`): removal never changes a decision.
+//!
+//! # Bounded memory
+//!
+//! - **Housekeeping thread.** By default the store owns one thread that, every 30 seconds
+//!   ([`MemoryStoreBuilder::housekeeping_interval`]), removes the keys whose bucket is full
+//!   again, shard by shard, and shrinks each shard left at most a quarter full (removing
+//!   alone frees nothing: a hash map keeps its table). The thread holds only a weak reference
+//!   to the store and stops as soon as the last clone of the store is dropped. With
+//!   [`MemoryStoreBuilder::manual_housekeeping`] there is no thread, and
+//!   [`MemoryStore::housekeep`] does the same work when called.
+//! - **A hard cap** on tracked keys ([`MemoryStoreBuilder::max_keys`], default 1,000,000,
+//!   about 33 MB of keys of 16 bytes). Each shard holds at most its share of the cap, so no
+//!   counter is shared by all threads; shards fill evenly because clients cannot aim at one.
+//!   When a new key arrives at a full shard, the store first removes that shard's expired
+//!   keys (at most once per second per shard, so a flood cannot make every request sweep);
+//!   if the shard is still full, [`AtCapacity`] decides, and a `tracing` warning says so (at
+//!   most once every 10 seconds). Keys already tracked are never affected by the cap.
+//!
+//! The table of a shard never grows past twice the size its share of the cap needs (churn at
+//! the cap can leave deleted slots that make a table double once, never again).
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::fmt;
+use std::future::{ready, Ready};
+use std::hash::{BuildHasher, Hash, RandomState};
+use std::marker::PhantomData;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock, Weak};
+use std::thread;
+use std::time::Duration;
+
+use super::gcra::{nanos, Gcra, Verdict};
+use super::{Clock, Decision, MonotonicClock, Store, StoreError};
+use crate::rate_limit::Quota;
+
+const DEFAULT_MAX_KEYS: usize = 1_000_000;
+const DEFAULT_HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(30);
+const MIN_HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(10);
+/// How often a full shard may sweep itself on the request path.
+const CAP_PURGE_INTERVAL: u64 = 1_000_000_000;
+/// How often the "store full" warning may be logged.
+const FULL_WARNING_INTERVAL: u64 = 10_000_000_000;
+/// Lost compare-and-swap races before a request falls back to the shard's write lock.
+const CAS_ATTEMPTS: usize = 64;
+const MAX_SHARDS: usize = 1024;
+
+/// What a full [`MemoryStore`] does with a request from a key it does not track yet.
+///
+/// Reached only when the cap of tracked keys is hit *and* no tracked key of the shard has
+/// expired: at least `max_keys` clients are active at once. That is a flood of new keys (or a
+/// cap set too low), so the default is the safe answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AtCapacity {
+    /// Deny the request (a 429), with a retry hint of one replenish interval of its quota.
+    ///
+    /// The default: clients already tracked keep their buckets, and a client who can mint
+    /// keys (rotated IPv6 addresses, forged identities) gains nothing by flooding. New clients
+    /// are refused until keys expire, and the warning tells the operator to look.
+    #[default]
+    Deny,
+    /// Allow the request without tracking the key (as a fresh bucket would).
+    ///
+    /// Nobody legitimate is refused, but while the store is full every new key is unlimited:
+    /// a client who can mint keys is not limited at all. Choose it only when availability
+    /// matters more than the limit.
+    Allow,
+}
+
+/// The bounded in-memory [`Store`]: GCRA state per key in a sharded map, with a
+/// housekeeping thread and a hard cap on tracked keys.
+///
+/// Clones share the same state. See the [module documentation](self) for how memory stays
+/// bounded, and the [`store`](crate::store) module for examples.
+pub struct MemoryStore<K> {
+    inner: Arc<Inner<K>>,
+}
+
+struct Inner<K> {
+    shards: Box<[Shard<K>]>,
+    shard_hasher: RandomState,
+    clock: Arc<dyn Clock>,
+    max_keys: usize,
+    at_capacity: AtCapacity,
+    /// Store time (ns) from which the next "store full" warning may be logged.
+    next_full_warning: AtomicU64,
+    housekeeping: Option<HousekeepingThread>,
+    /// Dropped with the last clone of the store: the housekeeping thread's signal to stop.
+    _stop: Option<mpsc::Sender<Infallible>>,
+}
+
+// Aligned to two cache lines so that the lock words of two shards never share one.
+#[repr(align(128))]
+struct Shard<K> {
+    map: RwLock<HashMap<K, AtomicU64>>,
+    /// The share of `max_keys` this shard may hold.
+    cap: usize,
+    /// Store time (ns) from which the next sweep forced by the cap may run.
+    next_purge: AtomicU64,
+}
+
+impl<K> MemoryStore<K> {
+    /// A builder, to set the cap, the clock or the housekeeping.
+    pub fn builder() -> MemoryStoreBuilder<K> {
+        MemoryStoreBuilder {
+            max_keys: DEFAULT_MAX_KEYS,
+            at_capacity: AtCapacity::default(),
+            clock: None,
+            housekeeping_interval: Some(DEFAULT_HOUSEKEEPING_INTERVAL),
+            shards: None,
+            _key: PhantomData,
+        }
+    }
+
+    /// The number of keys tracked now (expired keys count until housekeeping removes them).
+    pub fn len(&self) -> usize {
+        self.inner
+            .shards
+            .iter()
+            .map(|shard| shard.read().len())
+            .sum()
+    }
+
+    /// Whether no key is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The cap of tracked keys.
+    pub fn max_keys(&self) -> usize {
+        self.inner.max_keys
+    }
+
+    /// What the store does with a new key when it is full.
+    pub fn at_capacity(&self) -> AtCapacity {
+        self.inner.at_capacity
+    }
+
+    /// A handle on the housekeeping thread, `None` with manual housekeeping (or when the
+    /// thread could not be started). It outlives the store.
+    pub fn housekeeping_thread(&self) -> Option<HousekeepingThread> {
+        self.inner.housekeeping.clone()
+    }
+}
+
+impl<K> MemoryStore<K>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+{
+    /// A store with the defaults: the monotonic clock, a cap of 1,000,000 keys, new keys
+    /// denied at the cap, and a housekeeping thread every 30 seconds.
+    pub fn new() -> Self {
+        Self::builder().build()
+    }
+
+    /// Removes every key whose bucket is full again and shrinks the shards left at most a
+    /// quarter full; answers how many keys were removed.
+    ///
+    /// The housekeeping thread calls this on its own; call it yourself with
+    /// [`MemoryStoreBuilder::manual_housekeeping`]. It never changes a decision.
+    pub fn housekeep(&self) -> usize {
+        self.inner.housekeep()
+    }
+
+    /// The theoretical arrival time of `key` (its GCRA state), as time since the store
+    /// clock's origin; `None` when the key is not tracked. For tests and diagnostics: a denied
+    /// request leaves it unchanged.
+    pub fn theoretical_arrival_time(&self, key: &K) -> Option<Duration> {
+        let map = self.inner.shard(key).read();
+        map.get(key)
+            .map(|tat| Duration::from_nanos(tat.load(Ordering::Relaxed)))
+    }
+}
+
+impl<K> Default for MemoryStore<K>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+{
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<K> Clone for MemoryStore<K> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<K> fmt::Debug for MemoryStore<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("shards", &self.inner.shards.len())
+            .field("max_keys", &self.inner.max_keys)
+            .field("at_capacity", &self.inner.at_capacity)
+            .field("clock", &self.inner.clock)
+            .field("housekeeping", &self.inner.housekeeping)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K> Store<K> for MemoryStore<K>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+{
+    type Future = Ready<Result<Decision, StoreError>>;
+
+    fn check(&self, key: &K, quota: &Quota, cost: NonZeroU32) -> Self::Future {
+        ready(Ok(self.inner.decide(key, &Gcra::new(quota), cost.get())))
+    }
+}
+
+impl<K> Shard<K> {
+    // A poisoned lock means a `Hash` or `Eq` of `K` panicked while it was held; the map is
+    // still a valid map (its operations are panic-safe), so the store carries on.
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<K, AtomicU64>> {
+        self.map.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<K, AtomicU64>> {
+        self.map.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn purge_due(&self, now: u64) -> bool {
+        now >= self.next_purge.load(Ordering::Relaxed)
+    }
+}
+
+impl<K> Inner<K> {
+    fn now(&self) -> u64 {
+        nanos(self.clock.now())
+    }
+
+    /// The answer for a new key when its shard is full.
+    fn refuse_or_pass_untracked(&self, gcra: &Gcra, verdict: Verdict, now: u64) -> Decision {
+        self.warn_full(now);
+        match self.at_capacity {
+            AtCapacity::Deny => {
+                let interval = Duration::from_nanos(gcra.interval());
+                Decision::denied_for(interval)
+                    .with_next_cell_after(interval)
+                    .with_full_after(interval)
+            }
+            AtCapacity::Allow => {
+                let tat_after = match verdict {
+                    Verdict::Allow { new_tat } => Some(new_tat),
+                    Verdict::DenyUntil { .. } | Verdict::DenyForever => None,
+                };
+                gcra.decision(verdict, tat_after, now)
+            }
+        }
+    }
+
+    fn warn_full(&self, now: u64) {
+        let next = self.next_full_warning.load(Ordering::Relaxed);
+        if now < next
+            || self
+                .next_full_warning
+                .compare_exchange(
+                    next,
+                    now.saturating_add(FULL_WARNING_INTERVAL),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_err()
+        {
+            return;
+        }
+        match self.at_capacity {
+            AtCapacity::Deny => tracing::warn!(
+                max_keys = self.max_keys,
+                "rate-limit store full: new keys are denied until tracked keys expire \
+                 (a flood of new clients, or max_keys too low)"
+            ),
+            AtCapacity::Allow => tracing::warn!(
+                max_keys = self.max_keys,
+                "rate-limit store full: new keys pass unlimited and untracked until tracked \
+                 keys expire (a flood of new clients, or max_keys too low)"
+            ),
+        }
+    }
+}
+
+impl<K: Hash + Eq + Clone> Inner<K> {
+    fn shard(&self, key: &K) -> &Shard<K> {
+        // The shard count is a power of two; truncating the hash keeps its low bits.
+        let index = self.shard_hasher.hash_one(key) as usize & (self.shards.len() - 1);
+        &self.shards[index]
+    }
+
+    fn housekeep(&self) -> usize {
+        let mut removed = 0;
+        for shard in self.shards.iter() {
+            let mut map = shard.write();
+            let now = self.now();
+            let before = map.len();
+            map.retain(|_, tat| *tat.get_mut() > now);
+            removed += before - map.len();
+            if map.len() <= map.capacity() / 4 {
+                let keep = map.len().saturating_mul(2);
+                map.shrink_to(keep);
+            }
+        }
+        removed
+    }
+
+    fn decide(&self, key: &K, gcra: &Gcra, cost: u32) -> Decision {
+        let shard = self.shard(key);
+        {
+            let map = shard.read();
+            let now = self.now();
+            match map.get(key) {
+                Some(tat) => {
+                    if let Some(decision) = charge(tat, gcra, now, cost) {
+                        return decision;
+                    }
+                    // Lost every race: decide under the write lock below.
+                }
+                None => {
+                    let verdict = gcra.verdict(None, now, cost);
+                    if !matches!(verdict, Verdict::Allow { .. }) {
+                        return gcra.decision(verdict, None, now);
+                    }
+                    // A full shard that may not sweep yet refuses without the write lock,
+                    // so a flood of new keys at the cap does not block tracked keys.
+                    if map.len() >= shard.cap && !shard.purge_due(now) {
+                        return self.refuse_or_pass_untracked(gcra, verdict, now);
+                    }
+                }
+            }
+        }
+
+        let mut map = shard.write();
+        let now = self.now();
+        if let Some(tat) = map.get_mut(key) {
+            let tat = tat.get_mut();
+            let verdict = gcra.verdict(Some(*tat), now, cost);
+            if let Verdict::Allow { new_tat } = verdict {
+                *tat = new_tat;
+            }
+            return gcra.decision(verdict, Some(*tat), now);
+        }
+        let verdict = gcra.verdict(None, now, cost);
+        let Verdict::Allow { new_tat } = verdict else {
+            return gcra.decision(verdict, None, now);
+        };
+        if map.len() >= shard.cap {
+            if shard.purge_due(now) {
+                shard
+                    .next_purge
+                    .store(now.saturating_add(CAP_PURGE_INTERVAL), Ordering::Relaxed);
+                map.retain(|_, tat| *tat.get_mut() > now);
+            }
+            if map.len() >= shard.cap {
+                drop(map);
+                return self.refuse_or_pass_untracked(gcra, verdict, now);
+            }
+        }
+        map.insert(key.clone(), AtomicU64::new(new_tat));
+        gcra.decision(verdict, Some(new_tat), now)
+    }
+}
+
+/// Charges a tracked key with a bounded compare-and-swap loop; `None` when every attempt
+/// lost a race.
+///
+/// Relaxed ordering is enough: the TAT is the only data, and read-modify-write operations on
+/// one atomic are totally ordered whatever the ordering.
+fn charge(tat: &AtomicU64, gcra: &Gcra, now: u64, cost: u32) -> Option<Decision> {
+    let mut current = tat.load(Ordering::Relaxed);
+    for _ in 0..CAS_ATTEMPTS {
+        let verdict = gcra.verdict(Some(current), now, cost);
+        let Verdict::Allow { new_tat } = verdict else {
+            return Some(gcra.decision(verdict, Some(current), now));
+        };
+        match tat.compare_exchange_weak(current, new_tat, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return Some(gcra.decision(verdict, Some(new_tat), now)),
+            Err(actual) => current = actual,
+        }
+    }
+    None
+}
+
+/// Builds a [`MemoryStore`]; from [`MemoryStore::builder`].
+pub struct MemoryStoreBuilder<K> {
+    max_keys: usize,
+    at_capacity: AtCapacity,
+    clock: Option<Arc<dyn Clock>>,
+    housekeeping_interval: Option<Duration>,
+    shards: Option<usize>,
+    _key: PhantomData<fn() -> K>,
+}
+
+impl<K> fmt::Debug for MemoryStoreBuilder<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryStoreBuilder")
+            .field("max_keys", &self.max_keys)
+            .field("at_capacity", &self.at_capacity)
+            .field("clock", &self.clock)
+            .field("housekeeping_interval", &self.housekeeping_interval)
+            .field("shards", &self.shards)
+            .finish()
+    }
+}
+
+impl<K> MemoryStoreBuilder<K> {
+    /// The most keys the store tracks at once (default 1,000,000; at least 1). About 33 bytes
+    /// each for keys of 16 bytes, so the default cap bounds the map near 33 MB.
+    #[must_use]
+    pub fn max_keys(mut self, max_keys: usize) -> Self {
+        self.max_keys = max_keys.max(1);
+        self
+    }
+
+    /// What happens to a new key when the store is full (default [`AtCapacity::Deny`]).
+    #[must_use]
+    pub fn at_capacity(mut self, at_capacity: AtCapacity) -> Self {
+        self.at_capacity = at_capacity;
+        self
+    }
+
+    /// The clock (default [`MonotonicClock`]; tests give a
+    /// [`ManualClock`](super::ManualClock)).
+    #[must_use]
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Some(Arc::new(clock));
+        self
+    }
+
+    /// How often the housekeeping thread sweeps (default 30 seconds, at least 10 ms).
+    #[must_use]
+    pub fn housekeeping_interval(mut self, interval: Duration) -> Self {
+        self.housekeeping_interval = Some(interval.max(MIN_HOUSEKEEPING_INTERVAL));
+        self
+    }
+
+    /// No housekeeping thread: expired keys are removed only when the cap is reached, or when
+    /// you call [`MemoryStore::housekeep`]. For tests, and for programs that must not start
+    /// threads.
+    #[must_use]
+    pub fn manual_housekeeping(mut self) -> Self {
+        self.housekeeping_interval = None;
+        self
+    }
+
+    /// The number of shards (rounded up to a power of two, at most 1024 and at most
+    /// `max_keys`). The default, 4 × the available parallelism, suits almost everyone; one
+    /// shard makes the cap exact to the key, for tests.
+    #[must_use]
+    pub fn shards(mut self, shards: usize) -> Self {
+        self.shards = Some(shards);
+        self
+    }
+}
+
+impl<K> MemoryStoreBuilder<K>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+{
+    /// Builds the store, and starts its housekeeping thread unless
+    /// [`manual_housekeeping`](Self::manual_housekeeping) was chosen. If the system refuses
+    /// a thread, the store works without one (the cap still bounds it) and logs a warning.
+    pub fn build(self) -> MemoryStore<K> {
+        let parallelism = thread::available_parallelism().map_or(1, |n| n.get());
+        let wanted = self.shards.unwrap_or(parallelism.saturating_mul(4));
+        // The largest power of two not above `max_keys`, so that every shard holds a key.
+        let most = (self.max_keys / 2 + 1).next_power_of_two().min(MAX_SHARDS);
+        let count = wanted.clamp(1, MAX_SHARDS).next_power_of_two().min(most);
+        let shards = (0..count)
+            .map(|index| Shard {
+                map: RwLock::new(HashMap::new()),
+                cap: self.max_keys / count + usize::from(index < self.max_keys % count),
+                next_purge: AtomicU64::new(0),
+            })
+            .collect();
+        let clock = self
+            .clock
+            .unwrap_or_else(|| Arc::new(MonotonicClock::new()));
+
+        let inner = Arc::new_cyclic(|weak: &Weak<Inner<K>>| {
+            let (housekeeping, stop) = match self.housekeeping_interval {
+                Some(interval) => match spawn_housekeeping(weak.clone(), interval) {
+                    Ok((handle, stop)) => (Some(handle), Some(stop)),
+                    Err(error) => {
+                        tracing::warn!(
+                            %error,
+                            "rate-limit store: no housekeeping thread; expired keys are \
+                             removed only when the store is full"
+                        );
+                        (None, None)
+                    }
+                },
+                None => (None, None),
+            };
+            Inner {
+                shards,
+                shard_hasher: RandomState::new(),
+                clock,
+                max_keys: self.max_keys,
+                at_capacity: self.at_capacity,
+                next_full_warning: AtomicU64::new(0),
+                housekeeping,
+                _stop: stop,
+            }
+        });
+        MemoryStore { inner }
+    }
+}
+
+/// The housekeeping thread of a [`MemoryStore`], seen from outside: whether it still runs
+/// and how often it swept. Cloneable, and it outlives the store.
+///
+/// ```
+/// # #[cfg(feature = "memory")] {
+/// use std::time::Duration;
+/// use tower_bouncer::store::MemoryStore;
+///
+/// let store: MemoryStore<u64> = MemoryStore::new();
+/// let thread = store.housekeeping_thread().unwrap();
+/// assert!(thread.is_running());
+/// drop(store);
+/// assert!(thread.wait_stopped(Duration::from_secs(10)));
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct HousekeepingThread {
+    status: Arc<Status>,
+}
+
+#[derive(Debug, Default)]
+struct Status {
+    state: Mutex<StatusState>,
+    changed: Condvar,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct StatusState {
+    running: bool,
+    sweeps: u64,
+    removed: u64,
+}
+
+impl HousekeepingThread {
+    fn state(&self) -> StatusState {
+        *self
+            .status
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether the thread still runs (it stops once the last clone of the store is dropped).
+    pub fn is_running(&self) -> bool {
+        self.state().running
+    }
+
+    /// How many sweeps the thread has made.
+    pub fn sweeps(&self) -> u64 {
+        self.state().sweeps
+    }
+
+    /// How many expired keys the thread has removed in all.
+    pub fn removed(&self) -> u64 {
+        self.state().removed
+    }
+
+    /// Waits until the thread has stopped, at most `timeout`; answers whether it has.
+    pub fn wait_stopped(&self, timeout: Duration) -> bool {
+        let state = self
+            .status
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let (state, _) = self
+            .status
+            .changed
+            .wait_timeout_while(state, timeout, |state| state.running)
+            .unwrap_or_else(PoisonError::into_inner);
+        !state.running
+    }
+}
+
+/// Marks the thread stopped when it ends, however it ends.
+struct MarkStopped(Arc<Status>);
+
+impl Drop for MarkStopped {
+    fn drop(&mut self) {
+        let mut state = self.0.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.running = false;
+        self.0.changed.notify_all();
+    }
+}
+
+fn spawn_housekeeping<K>(
+    store: Weak<Inner<K>>,
+    interval: Duration,
+) -> std::io::Result<(HousekeepingThread, mpsc::Sender<Infallible>)>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+{
+    let (stop, stopped) = mpsc::channel::<Infallible>();
+    let status = Arc::new(Status::default());
+    status
+        .state
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .running = true;
+    let thread_status = MarkStopped(Arc::clone(&status));
+    let spawned = thread::Builder::new()
+        .name("tower-bouncer-housekeeping".to_owned())
+        .spawn(move || {
+            let status = thread_status;
+            // Runs until the store is gone: every clone dropped drops the sender.
+            loop {
+                match stopped.recv_timeout(interval) {
+                    Ok(never) => match never {},
+                    Err(RecvTimeoutError::Disconnected) => break,
+                    Err(RecvTimeoutError::Timeout) => {
+                        // `None` while the store is being built or dropped: the channel
+                        // tells which on the next turn.
+                        let Some(store) = store.upgrade() else {
+                            continue;
+                        };
+                        let removed = store.housekeep();
+                        drop(store);
+                        let mut state = status
+                            .0
+                            .state
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner);
+                        state.sweeps += 1;
+                        state.removed += removed as u64;
+                    }
+                }
+            }
+        });
+    match spawned {
+        Ok(_detached) => Ok((HousekeepingThread { status }, stop)),
+        Err(error) => {
+            // The closure (and its `MarkStopped`) was dropped: the status says "stopped".
+            Err(error)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::ManualClock;
+
+    fn quota(text: &str) -> Quota {
+        text.parse().unwrap()
+    }
+
+    fn check<K: Hash + Eq + Clone + Send + Sync + 'static>(
+        store: &MemoryStore<K>,
+        key: K,
+        quota: &Quota,
+        cost: u32,
+    ) -> Decision {
+        store
+            .check(&key, quota, NonZeroU32::new(cost).unwrap())
+            .into_inner()
+            .unwrap()
+    }
+
+    fn manual(max_keys: usize, shards: usize) -> (ManualClock, MemoryStore<u64>) {
+        let clock = ManualClock::new();
+        let store = MemoryStore::builder()
+            .clock(clock.clone())
+            .max_keys(max_keys)
+            .shards(shards)
+            .manual_housekeeping()
+            .build();
+        (clock, store)
+    }
+
+    #[test]
+    fn shard_counts_and_caps_add_up() {
+        let table = [
+            // (max_keys, shards asked, shards expected)
+            (1, 8, 1),
+            (2, 8, 2),
+            (3, 8, 2),
+            (10, 8, 8),
+            (10, 3, 4),
+            (1_000_000, 5000, 1024),
+            (100, 0, 1),
+        ];
+        for (max_keys, asked, expected) in table {
+            let store: MemoryStore<u64> = MemoryStore::builder()
+                .max_keys(max_keys)
+                .shards(asked)
+                .manual_housekeeping()
+                .build();
+            let shards = &store.inner.shards;
+            assert_eq!(shards.len(), expected, "{max_keys} {asked}");
+            assert_eq!(shards.iter().map(|s| s.cap).sum::<usize>(), max_keys);
+            assert!(shards.iter().all(|s| s.cap >= 1));
+        }
+        let zero: MemoryStore<u64> = MemoryStore::builder()
+            .max_keys(0)
+            .manual_housekeeping()
+            .build();
+        assert_eq!(zero.max_keys(), 1);
+    }
+
+    #[test]
+    fn a_full_shard_refuses_new_keys_but_not_tracked_ones() {
+        let (_clock, store) = manual(3, 1);
+        let q = quota("2/min");
+        for key in 0..3 {
+            assert!(check(&store, key, &q, 1).allowed());
+        }
+        let refused = check(&store, 99, &q, 1);
+        assert!(!refused.allowed());
+        assert_eq!(refused.retry_after(), Some(Duration::from_secs(30)));
+        assert_eq!(store.len(), 3);
+        // A tracked key still has its second cell.
+        assert!(check(&store, 0, &q, 1).allowed());
+        assert!(!check(&store, 0, &q, 1).allowed());
+    }
+
+    #[test]
+    fn allow_policy_passes_new_keys_untracked() {
+        let store: MemoryStore<u64> = MemoryStore::builder()
+            .clock(ManualClock::new())
+            .max_keys(1)
+            .at_capacity(AtCapacity::Allow)
+            .manual_housekeeping()
+            .build();
+        let q = quota("1/min");
+        assert!(check(&store, 1, &q, 1).allowed());
+        for _ in 0..5 {
+            let passed = check(&store, 2, &q, 1);
+            assert!(passed.allowed());
+            assert_eq!(passed.remaining(), 0);
+        }
+        assert_eq!(store.len(), 1);
+        assert_eq!(store.theoretical_arrival_time(&2), None);
+    }
+
+    #[test]
+    fn the_cap_purges_expired_keys_at_most_once_a_second() {
+        let (clock, store) = manual(2, 1);
+        let q = quota("1/s");
+        assert!(check(&store, 1, &q, 1).allowed());
+        clock.advance(Duration::from_millis(500));
+        assert!(check(&store, 2, &q, 1).allowed());
+        // Key 1 expires at 1 s, key 2 at 1.5 s.
+        clock.advance(Duration::from_millis(600));
+        // Full: the first sweep removes key 1 and makes room.
+        assert!(check(&store, 3, &q, 1).allowed());
+        assert_eq!(store.theoretical_arrival_time(&1), None);
+        // Key 2 has expired too, but the next sweep is due only at 2.1 s.
+        clock.advance(Duration::from_millis(500));
+        assert!(!check(&store, 4, &q, 1).allowed());
+        assert_eq!(store.len(), 2);
+        clock.advance(Duration::from_millis(500));
+        assert!(check(&store, 4, &q, 1).allowed());
+        assert_eq!(store.theoretical_arrival_time(&2), None);
+    }
+
+    #[test]
+    fn housekeeping_removes_only_expired_keys_and_shrinks() {
+        let (clock, store) = manual(100_000, 4);
+        let q = quota("1/s");
+        for key in 0..10_000 {
+            check(&store, key, &q, 1);
+        }
+        let capacity = |store: &MemoryStore<u64>| -> usize {
+            store.inner.shards.iter().map(|s| s.read().capacity()).sum()
+        };
+        assert!(capacity(&store) >= 10_000);
+        clock.advance(Duration::from_millis(999));
+        assert!(check(&store, 10_000, &q, 1).allowed());
+        assert_eq!(store.housekeep(), 0);
+        clock.advance(Duration::from_millis(1));
+        // Every key but 10,000 (charged at 0.999 s, full again at 1.999 s) has expired.
+        assert_eq!(store.housekeep(), 10_000);
+        assert_eq!(store.len(), 1);
+        assert!(capacity(&store) < 16, "{}", capacity(&store));
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(store.housekeep(), 1);
+        assert_eq!(capacity(&store), 0);
+    }
+
+    #[test]
+    fn cas_fallback_under_the_write_lock_decides_the_same() {
+        // Drive the write-lock path directly: a tracked key decided there.
+        let (_clock, store) = manual(10, 1);
+        let q = quota("2/s");
+        let gcra = Gcra::new(&q);
+        assert!(check(&store, 7, &q, 1).allowed());
+        let tat = AtomicU64::new(store.theoretical_arrival_time(&7).unwrap().as_nanos() as u64);
+        let via_cas = charge(&tat, &gcra, 0, 1).unwrap();
+        let via_store = check(&store, 7, &q, 1);
+        assert_eq!(via_cas, via_store);
+    }
+
+    #[test]
+    fn debug_output_names_the_settings() {
+        let (_clock, store) = manual(10, 1);
+        let shown = format!("{store:?}");
+        assert!(shown.contains("max_keys: 10"), "{shown}");
+        let builder = format!("{:?}", MemoryStore::<u64>::builder());
+        assert!(builder.contains("MemoryStoreBuilder"), "{builder}");
+    }
+}

@@ -1,0 +1,357 @@
+//! Where the rate-limit state lives: the [`Store`] trait, and the bounded in-memory
+//! [`MemoryStore`].
+//!
+//! A store answers one question: may `key` spend `cost` cells of `quota` now? It charges the
+//! cells and answers [`Decision`] "allowed", or changes nothing and answers "denied" with the
+//! time to wait. Every store runs the same GCRA arithmetic (governor's semantics, in whole
+//! nanoseconds; it is spelled out in the source of `store/gcra.rs`), so a decision does not
+//! depend on where the state is kept.
+//!
+//! # The in-memory store
+//!
+//! [`MemoryStore`] (feature `memory`, on by default) keeps one 8-byte number per tracked key
+//! in a sharded map. Its memory is bounded with nothing for you to spawn or call:
+//!
+//! - a **housekeeping thread** owned by the store forgets every key whose bucket is full again
+//!   (such a key decides exactly like an absent one, so this changes no decision) and gives the
+//!   freed memory back by shrinking the map; it stops as soon as the last clone of the store is
+//!   dropped;
+//! - a **hard cap** on tracked keys ([`MemoryStoreBuilder::max_keys`], 1,000,000 by default):
+//!   when full, the store first forgets expired keys, then applies [`AtCapacity`] to the new key
+//!   (deny by default). Keys already tracked are never affected.
+//!
+//! ```
+//! # #[cfg(feature = "memory")] {
+//! use std::num::NonZeroU32;
+//! use tower_bouncer::rate_limit::Quota;
+//! use tower_bouncer::store::{MemoryStore, Store};
+//!
+//! # tokio_test_block_on(async {
+//! let store: MemoryStore<&'static str> = MemoryStore::new();
+//! let quota: Quota = "2/min".parse().unwrap();
+//! let one = NonZeroU32::MIN;
+//!
+//! assert!(store.check(&"alice", &quota, one).await.unwrap().allowed());
+//! assert!(store.check(&"alice", &quota, one).await.unwrap().allowed());
+//! let third = store.check(&"alice", &quota, one).await.unwrap();
+//! assert!(!third.allowed());
+//! assert_eq!(third.retry_after(), Some(std::time::Duration::from_secs(30)));
+//! // Another key has its own bucket.
+//! assert!(store.check(&"bob", &quota, one).await.unwrap().allowed());
+//! # });
+//! # }
+//! # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+//! #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+//! # }
+//! ```
+//!
+//! Tests drive time by hand with a [`ManualClock`], and can size the store and run its
+//! housekeeping themselves:
+//!
+//! ```
+//! # #[cfg(feature = "memory")] {
+//! use std::num::NonZeroU32;
+//! use std::time::Duration;
+//! use tower_bouncer::rate_limit::Quota;
+//! use tower_bouncer::store::{AtCapacity, ManualClock, MemoryStore, Store};
+//!
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let clock = ManualClock::new();
+//! let store = MemoryStore::builder()
+//!     .clock(clock.clone())
+//!     .max_keys(10_000)
+//!     .at_capacity(AtCapacity::Deny)
+//!     .manual_housekeeping()
+//!     .build();
+//! let quota: Quota = "1/s".parse().unwrap();
+//! let one = NonZeroU32::MIN;
+//!
+//! assert!(store.check(&42_u64, &quota, one).await.unwrap().allowed());
+//! assert!(!store.check(&42_u64, &quota, one).await.unwrap().allowed());
+//! clock.advance(Duration::from_secs(1));
+//! assert_eq!(store.len(), 1);
+//! // The bucket of key 42 is full again: housekeeping forgets it.
+//! assert_eq!(store.housekeep(), 1);
+//! assert!(store.is_empty());
+//! assert!(store.check(&42_u64, &quota, one).await.unwrap().allowed());
+//! # });
+//! # }
+//! ```
+//!
+//! # Writing a store
+//!
+//! Implement [`Store`] and build each [`Decision`] with [`Decision::admitted`],
+//! [`Decision::denied_for`] or [`Decision::denied_forever`]. A store that can fail (a network
+//! store) answers a [`StoreError`]; what a layer does then is its documented failure policy.
+
+mod clock;
+mod gcra;
+#[cfg(feature = "memory")]
+mod memory;
+
+use std::error::Error;
+use std::fmt;
+use std::future::Future;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use clock::{Clock, ManualClock, MonotonicClock};
+#[cfg(feature = "memory")]
+pub use memory::{AtCapacity, HousekeepingThread, MemoryStore, MemoryStoreBuilder};
+
+use crate::rate_limit::Quota;
+
+/// Keeps GCRA state per key and decides whether a request may pass.
+///
+/// The future is named so that services built on a store need no boxing: the memory store
+/// answers at once with [`std::future::Ready`]; a network store may return its own future.
+pub trait Store<K>: fmt::Debug + Send + Sync + 'static {
+    /// The future of one decision.
+    type Future: Future<Output = Result<Decision, StoreError>> + Send + 'static;
+
+    /// Charge `cost` cells of `quota` to `key`, or deny and change nothing.
+    ///
+    /// A `cost` above the quota's burst is denied without a retry hint
+    /// ([`Decision::retry_after`] is `None`): it can never pass.
+    fn check(&self, key: &K, quota: &Quota, cost: NonZeroU32) -> Self::Future;
+}
+
+impl<K, S: Store<K> + ?Sized> Store<K> for Arc<S> {
+    type Future = S::Future;
+
+    fn check(&self, key: &K, quota: &Quota, cost: NonZeroU32) -> Self::Future {
+        (**self).check(key, quota, cost)
+    }
+}
+
+/// The answer of a [`Store`] for one request.
+///
+/// Times are measured from the moment of the decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    allowed: bool,
+    remaining: u32,
+    /// Nanoseconds; 0 means no hint (allowed, or denied forever).
+    retry_after: u64,
+    next_cell_after: u64,
+    full_after: u64,
+}
+
+impl Decision {
+    /// An allowed request (chain the `with_*` setters to report the state after it).
+    pub const fn admitted() -> Self {
+        Self {
+            allowed: true,
+            remaining: 0,
+            retry_after: 0,
+            next_cell_after: 0,
+            full_after: 0,
+        }
+    }
+
+    /// A request denied for `retry_after`, the time until its cost fits. A denial always
+    /// carries a wait: zero is raised to one nanosecond.
+    pub fn denied_for(retry_after: Duration) -> Self {
+        Self {
+            allowed: false,
+            retry_after: gcra::nanos(retry_after).max(1),
+            ..Self::admitted()
+        }
+    }
+
+    /// A request that can never pass (its cost exceeds the burst): denied, without a retry
+    /// hint.
+    pub const fn denied_forever() -> Self {
+        Self {
+            allowed: false,
+            ..Self::admitted()
+        }
+    }
+
+    /// Sets [`remaining`](Self::remaining).
+    #[must_use]
+    pub const fn with_remaining(mut self, remaining: u32) -> Self {
+        self.remaining = remaining;
+        self
+    }
+
+    /// Sets [`next_cell_after`](Self::next_cell_after) (saturating at 584 years).
+    #[must_use]
+    pub fn with_next_cell_after(mut self, next_cell_after: Duration) -> Self {
+        self.next_cell_after = gcra::nanos(next_cell_after);
+        self
+    }
+
+    /// Sets [`full_after`](Self::full_after) (saturating at 584 years).
+    #[must_use]
+    pub fn with_full_after(mut self, full_after: Duration) -> Self {
+        self.full_after = gcra::nanos(full_after);
+        self
+    }
+
+    /// Whether the request may pass (its cells are charged).
+    pub const fn allowed(&self) -> bool {
+        self.allowed
+    }
+
+    /// Whole cells still available right after this decision (the `r` of an IETF `RateLimit`
+    /// field).
+    pub const fn remaining(&self) -> u32 {
+        self.remaining
+    }
+
+    /// Denied: how long until the request's cost fits (never zero). `None` when allowed, and
+    /// `None` when denied because the cost exceeds the burst (it can never pass).
+    pub const fn retry_after(&self) -> Option<Duration> {
+        if self.allowed || self.retry_after == 0 {
+            None
+        } else {
+            Some(Duration::from_nanos(self.retry_after))
+        }
+    }
+
+    /// Time until at least one more cell is available (the `t` of an IETF `RateLimit` field:
+    /// with GCRA the next cell, not a window reset); zero when a cell is available now.
+    pub const fn next_cell_after(&self) -> Duration {
+        Duration::from_nanos(self.next_cell_after)
+    }
+
+    /// Time until the bucket is completely full again.
+    pub const fn full_after(&self) -> Duration {
+        Duration::from_nanos(self.full_after)
+    }
+}
+
+/// A store that could not decide (unreachable, too slow, or an invalid answer).
+///
+/// Opaque: [`kind`](Self::kind) says what went wrong, [`source`](Error::source) gives the
+/// cause when there is one. The in-memory store never fails.
+#[derive(Debug)]
+pub struct StoreError {
+    kind: StoreErrorKind,
+    source: Option<Box<dyn Error + Send + Sync + 'static>>,
+}
+
+/// What went wrong in a [`StoreError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StoreErrorKind {
+    /// The store could not be reached (connection refused or lost, circuit open).
+    Unavailable,
+    /// The store did not answer in time.
+    Timeout,
+    /// The store answered something that is not a decision.
+    InvalidResponse,
+    /// Any other failure.
+    Other,
+}
+
+impl StoreError {
+    /// An error of `kind` without a cause.
+    pub fn new(kind: StoreErrorKind) -> Self {
+        Self { kind, source: None }
+    }
+
+    /// An error of `kind` caused by `source`.
+    pub fn with_source(
+        kind: StoreErrorKind,
+        source: impl Into<Box<dyn Error + Send + Sync + 'static>>,
+    ) -> Self {
+        Self {
+            kind,
+            source: Some(source.into()),
+        }
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> StoreErrorKind {
+        self.kind
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self.kind {
+            StoreErrorKind::Unavailable => "rate-limit store unavailable",
+            StoreErrorKind::Timeout => "rate-limit store timed out",
+            StoreErrorKind::InvalidResponse => "rate-limit store gave an invalid response",
+            StoreErrorKind::Other => "rate-limit store failed",
+        })
+    }
+}
+
+impl Error for StoreError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|source| source as &(dyn Error + 'static))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decision_constructors_and_accessors() {
+        let allowed = Decision::admitted()
+            .with_remaining(4)
+            .with_next_cell_after(Duration::ZERO)
+            .with_full_after(Duration::from_secs(2));
+        assert!(allowed.allowed());
+        assert_eq!(allowed.remaining(), 4);
+        assert_eq!(allowed.retry_after(), None);
+        assert_eq!(allowed.full_after(), Duration::from_secs(2));
+
+        let denied = Decision::denied_for(Duration::from_millis(1500));
+        assert!(!denied.allowed());
+        assert_eq!(denied.retry_after(), Some(Duration::from_millis(1500)));
+
+        // A denial always has a wait.
+        let zero = Decision::denied_for(Duration::ZERO);
+        assert_eq!(zero.retry_after(), Some(Duration::from_nanos(1)));
+
+        let never = Decision::denied_forever().with_remaining(3);
+        assert!(!never.allowed());
+        assert_eq!(never.retry_after(), None);
+        assert_eq!(never.remaining(), 3);
+
+        assert_eq!(
+            Decision::admitted()
+                .with_full_after(Duration::MAX)
+                .full_after(),
+            Duration::from_nanos(u64::MAX)
+        );
+    }
+
+    #[test]
+    fn store_error_display_and_source() {
+        let table = [
+            (StoreErrorKind::Unavailable, "rate-limit store unavailable"),
+            (StoreErrorKind::Timeout, "rate-limit store timed out"),
+            (
+                StoreErrorKind::InvalidResponse,
+                "rate-limit store gave an invalid response",
+            ),
+            (StoreErrorKind::Other, "rate-limit store failed"),
+        ];
+        for (kind, message) in table {
+            let error = StoreError::new(kind);
+            assert_eq!(error.kind(), kind);
+            assert_eq!(error.to_string(), message);
+            assert!(error.source().is_none());
+        }
+        let cause = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let error = StoreError::with_source(StoreErrorKind::Unavailable, cause);
+        assert_eq!(error.source().unwrap().to_string(), "refused");
+    }
+
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+
+    #[test]
+    fn public_types_are_send_sync() {
+        assert_send_sync::<Decision>();
+        assert_send_sync::<StoreError>();
+    }
+}
