@@ -88,6 +88,8 @@ mod clock;
 mod gcra;
 #[cfg(feature = "memory")]
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 
 use std::error::Error;
 use std::fmt;
@@ -99,6 +101,8 @@ use std::time::Duration;
 pub use clock::{Clock, ManualClock, MonotonicClock};
 #[cfg(feature = "memory")]
 pub use memory::{AtCapacity, HousekeepingThread, MemoryStore, MemoryStoreBuilder};
+#[cfg(feature = "redis")]
+pub use self::redis::{FailurePolicy, RedisCheck, RedisKey, RedisStore, RedisStoreBuilder};
 
 use crate::rate_limit::Quota;
 
