@@ -98,11 +98,11 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(feature = "redis")]
+pub use self::redis::{FailurePolicy, RedisCheck, RedisKey, RedisStore, RedisStoreBuilder};
 pub use clock::{Clock, ManualClock, MonotonicClock};
 #[cfg(feature = "memory")]
 pub use memory::{AtCapacity, HousekeepingThread, MemoryStore, MemoryStoreBuilder};
-#[cfg(feature = "redis")]
-pub use self::redis::{FailurePolicy, RedisCheck, RedisKey, RedisStore, RedisStoreBuilder};
 
 use crate::rate_limit::Quota;
 

@@ -120,7 +120,7 @@ use ::redis::{Cmd, ErrorKind, RedisError, ServerErrorKind};
 pub use key::RedisKey;
 
 use self::breaker::{Admission, Breaker};
-use self::deny_cache::DenyCache;
+use self::deny_cache::{DenyCache, Lookup};
 use super::gcra::{nanos, Gcra, Verdict};
 use super::{Decision, MemoryStore, Store, StoreError, StoreErrorKind};
 use crate::rate_limit::Quota;
@@ -353,27 +353,33 @@ where
             Ok(parameters) => parameters,
             Err(error) => return RedisCheck::ready(Err(error)),
         };
-        let now = self.now();
         let inner = &*self.inner;
         // The bucket's name, built in a reused buffer: a denial from the deny cache allocates
         // nothing.
-        let cached = NAME.with(|name| {
+        let looked_up = NAME.with(|name| {
             let mut name = name.borrow_mut();
             name.clear();
             name.extend_from_slice(&inner.prefix);
             key.write_redis_key(&mut name);
-            match inner.deny_cache.denial(&name, &gcra, cost.get(), now) {
-                Some(decision) => Err(decision),
-                None => Ok(name.clone()),
+            match inner
+                .deny_cache
+                .lookup(&name, &gcra, cost.get(), || self.now())
+            {
+                Lookup::Deny(decision) => Err(decision),
+                Lookup::Probe(probe) => Ok((name.clone(), Some(probe))),
+                Lookup::Miss => Ok((name.clone(), None)),
             }
         });
-        let name = match cached {
-            Ok(name) => name,
+        let (name, probe) = match looked_up {
+            Ok(found) => found,
             Err(decision) => return RedisCheck::ready(Ok(decision)),
         };
 
-        let admission = inner.breaker.admit(now);
+        let admission = inner.breaker.admit(self.now());
         if admission == Admission::Reject {
+            if let Some(probe) = probe {
+                inner.deny_cache.release(&name, probe);
+            }
             let error = StoreError::with_source(
                 StoreErrorKind::Unavailable,
                 "redis circuit open after a failure",
@@ -381,25 +387,31 @@ where
             return RedisCheck::ready(self.fail(Some(key), &gcra, quota, cost, error));
         }
 
-        let call = Call {
-            name,
-            t,
-            tau,
-            // Above the burst the answer is "never" whatever the cost: keep the script's
-            // numbers small.
-            cost: cost.get().min(quota.burst().get().saturating_add(1)),
-            now: None,
+        let mut pending = Pending {
+            store: self.clone(),
+            call: Call {
+                name,
+                t,
+                tau,
+                // Above the burst the answer is "never" whatever the cost: keep the script's
+                // numbers small.
+                cost: cost.get().min(quota.burst().get().saturating_add(1)),
+                now: None,
+            },
+            probe,
         };
-        let store = self.clone();
         let key = matches!(inner.policy, FailurePolicy::Local(_)).then(|| key.clone());
         let quota = *quota;
         RedisCheck {
             state: State::Pending(Box::pin(async move {
+                let store = pending.store.clone();
                 let inner = &*store.inner;
                 let sent = store.now();
                 let outcome = tokio::time::timeout(
                     inner.timeout,
-                    call.run(inner.connection.clone(), &inner.script_hash),
+                    pending
+                        .call
+                        .run(inner.connection.clone(), &inner.script_hash),
                 )
                 .await;
                 let failure = match outcome {
@@ -408,10 +420,11 @@ where
                         let decision = reply.decision(&gcra, cost.get());
                         if decision.is_ok() {
                             inner.deny_cache.record(
-                                &call.name,
+                                &pending.call.name,
                                 &gcra,
                                 sent.saturating_add(reply.after),
                                 store.now(),
+                                pending.probe.take(),
                             );
                         }
                         return decision;
@@ -423,8 +436,25 @@ where
                     ),
                 };
                 inner.breaker.on_failure(admission, store.now(), &failure);
+                drop(pending);
                 store.fail(key.as_ref(), &gcra, &quota, cost, failure)
             })),
+        }
+    }
+}
+
+/// A call on its way to Redis. Dropped without an answer (a failure, or the caller gave up),
+/// it ends its deny-cache probe so that the next request probes instead.
+struct Pending<K> {
+    store: RedisStore<K>,
+    call: Call,
+    probe: Option<u64>,
+}
+
+impl<K> Drop for Pending<K> {
+    fn drop(&mut self) {
+        if let Some(probe) = self.probe.take() {
+            self.store.inner.deny_cache.release(&self.call.name, probe);
         }
     }
 }
@@ -674,7 +704,9 @@ impl<K> RedisStoreBuilder<K> {
             return Err(ConfigError::new("the redis timeout must not be zero"));
         }
         if self.probe_interval.is_zero() {
-            return Err(ConfigError::new("the redis probe interval must not be zero"));
+            return Err(ConfigError::new(
+                "the redis probe interval must not be zero",
+            ));
         }
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(ConfigError::new(
@@ -730,8 +762,10 @@ mod tests {
         assert_eq!(gcra, Gcra::new(&quota("10/s")));
         assert_eq!((t, tau), (100_000_000, 900_000_000));
         // A day's burst fits; a burst that takes a year to refill does not.
-        assert!(script_parameters(&quota("1000/h").allow_burst(NonZeroU32::new(24_000).unwrap()))
-            .is_ok());
+        assert!(
+            script_parameters(&quota("1000/h").allow_burst(NonZeroU32::new(24_000).unwrap()))
+                .is_ok()
+        );
         let error = script_parameters(&quota("1/h").allow_burst(NonZeroU32::new(9_000).unwrap()))
             .unwrap_err();
         assert_eq!(error.kind(), StoreErrorKind::Other);

@@ -172,7 +172,9 @@ impl RedisServer {
             "*3\r\n$5\r\nDEBUG\r\n$5\r\nSLEEP\r\n${}\r\n{seconds}\r\n",
             seconds.len()
         );
-        stream.write_all(request.as_bytes()).expect("send DEBUG SLEEP");
+        stream
+            .write_all(request.as_bytes())
+            .expect("send DEBUG SLEEP");
         // Keep the connection open until the reply comes, so the server reads the command
         // rather than seeing a closed connection.
         std::thread::spawn(move || {
