@@ -1,3 +1,3 @@
 //! Helpers shared by the integration tests.
 
-pub mod redis_server;
+pub(crate) mod redis_server;

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 /// Is `redis-server` usable here? `false` means "skip this test" (the reason is printed); in CI
 /// (`CI` set) a missing server is a failure, never a skip.
-pub fn redis_available(test: &str) -> bool {
+pub(crate) fn redis_available(test: &str) -> bool {
     let installed = Command::new("redis-server")
         .arg("--version")
         .stdout(Stdio::null())
@@ -38,7 +38,7 @@ static NEXT_DIR: AtomicU32 = AtomicU32::new(0);
 
 /// One `redis-server` process on `127.0.0.1`, killed when dropped.
 #[derive(Debug)]
-pub struct RedisServer {
+pub(crate) struct RedisServer {
     port: u16,
     dir: PathBuf,
     child: Option<Child>,
@@ -47,12 +47,12 @@ pub struct RedisServer {
 
 impl RedisServer {
     /// Starts a standalone server on a free port and waits until it answers `PING`.
-    pub fn start() -> Self {
+    pub(crate) fn start() -> Self {
         Self::start_on(free_port(false), false)
     }
 
     /// Starts a cluster-enabled node (its bus port, `port + 10000`, is free too).
-    pub fn start_cluster_node() -> Self {
+    pub(crate) fn start_cluster_node() -> Self {
         Self::start_on(free_port(true), true)
     }
 
@@ -119,22 +119,22 @@ impl RedisServer {
     }
 
     /// The port the server listens on.
-    pub fn port(&self) -> u16 {
+    pub(crate) fn port(&self) -> u16 {
         self.port
     }
 
     /// `redis://127.0.0.1:PORT/`.
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
     /// `127.0.0.1:PORT`.
-    pub fn addr(&self) -> String {
+    pub(crate) fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
     /// Kills the process (by PID) and waits for it to exit.
-    pub fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -142,14 +142,14 @@ impl RedisServer {
     }
 
     /// Starts the server again on the same port (after [`kill`](Self::kill)), empty.
-    pub fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         self.kill();
         self.spawn();
     }
 
     /// Sends one command over a fresh connection and returns the raw reply, read until the
     /// reply is complete (simple strings, errors, integers, bulk strings; arrays of those).
-    pub fn command(&self, args: &[&str]) -> std::io::Result<String> {
+    pub(crate) fn command(&self, args: &[&str]) -> std::io::Result<String> {
         let addr: SocketAddr = ([127, 0, 0, 1], self.port).into();
         let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500))?;
         stream.set_read_timeout(Some(Duration::from_secs(30)))?;
@@ -164,7 +164,7 @@ impl RedisServer {
 
     /// `DEBUG SLEEP seconds`, sent without waiting for the reply: the server is unresponsive
     /// for that long from about now on.
-    pub fn debug_sleep(&self, seconds: f64) {
+    pub(crate) fn debug_sleep(&self, seconds: f64) {
         let addr: SocketAddr = ([127, 0, 0, 1], self.port).into();
         let mut stream = TcpStream::connect(addr).expect("connect for DEBUG SLEEP");
         let seconds = seconds.to_string();
@@ -185,7 +185,7 @@ impl RedisServer {
     }
 
     /// Every key whose name starts with `prefix`, found with `SCAN` (bounded loop).
-    pub fn scan(&self, prefix: &str) -> Vec<String> {
+    pub(crate) fn scan(&self, prefix: &str) -> Vec<String> {
         let pattern = format!("{prefix}*");
         let mut cursor = "0".to_owned();
         let mut keys = Vec::new();
@@ -204,7 +204,7 @@ impl RedisServer {
     }
 
     /// `calls` of one command in `INFO commandstats` (e.g. `evalsha`), 0 when never called.
-    pub fn command_calls(&self, command: &str) -> u64 {
+    pub(crate) fn command_calls(&self, command: &str) -> u64 {
         let info = self.command(&["INFO", "commandstats"]).expect("INFO");
         let needle = format!("cmdstat_{command}:calls=");
         info.lines()
@@ -214,7 +214,7 @@ impl RedisServer {
     }
 
     /// The server's working directory.
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
 }
@@ -228,13 +228,13 @@ impl Drop for RedisServer {
 
 /// A three-master Redis Cluster on loopback, created with `redis-cli --cluster create`.
 #[derive(Debug)]
-pub struct RedisCluster {
+pub(crate) struct RedisCluster {
     nodes: Vec<RedisServer>,
 }
 
 impl RedisCluster {
     /// Starts three nodes, joins them and waits until the cluster state is `ok` everywhere.
-    pub fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let nodes: Vec<RedisServer> = (0..3).map(|_| RedisServer::start_cluster_node()).collect();
         let mut create = Command::new("redis-cli");
         create.args(["--cluster", "create"]);
@@ -266,12 +266,12 @@ impl RedisCluster {
     }
 
     /// The nodes' URLs (`redis://127.0.0.1:PORT/`).
-    pub fn urls(&self) -> Vec<String> {
+    pub(crate) fn urls(&self) -> Vec<String> {
         self.nodes.iter().map(RedisServer::url).collect()
     }
 
     /// The nodes.
-    pub fn nodes(&self) -> &[RedisServer] {
+    pub(crate) fn nodes(&self) -> &[RedisServer] {
         &self.nodes
     }
 }
