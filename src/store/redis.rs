@@ -1,102 +1,4 @@
-//! The Redis store: one limit shared by every instance of an application.
-//!
-//! Each [`MemoryStore`] counts for its own process: behind a load balancer with N instances,
-//! a client gets N times its quota. [`RedisStore`] keeps the buckets in Redis (or Valkey, or a
-//! Redis Cluster), so every instance charges the same bucket.
-//!
-//! # How it decides
-//!
-//! - **One round trip per decision**: GCRA runs as one Lua script, loaded once and called by
-//!   its SHA1 (`EVALSHA`; after a `NOSCRIPT` reply — a restarted or flushed server — the store
-//!   sends the script itself with `EVAL`, which caches it again). Requests share one
-//!   multiplexed connection, so concurrent decisions are pipelined.
-//! - **Redis' clock** (`TIME`): the clocks of your instances do not matter.
-//! - **The same arithmetic as the memory store**, in whole nanoseconds (exact in Lua's doubles,
-//!   see the limits below): the same requests at the same times get the same [`Decision`]s,
-//!   which a differential test checks over thousands of random steps.
-//! - **No key outlives its use**: a bucket expires when it is full again (an expired bucket and
-//!   a full one decide alike). A denial writes nothing.
-//!
-//! # When Redis fails
-//!
-//! Every call has a timeout (50 ms by default, [`RedisStoreBuilder::timeout`]). A failure — a
-//! timeout, a lost connection, an error reply — opens a **circuit breaker**: for the next
-//! probe interval (1 s by default) no request waits for Redis; then one request probes it, and
-//! a successful probe closes the circuit. A dead Redis so costs one timeout per interval, not
-//! one per request. Meanwhile the [`FailurePolicy`] answers:
-//!
-//! | policy | answer while Redis fails |
-//! | --- | --- |
-//! | [`FailurePolicy::Open`] (default) | allowed, as if every bucket were full |
-//! | [`FailurePolicy::Closed`] | a [`StoreError`] (a rate-limit layer answers 503) |
-//! | [`FailurePolicy::Local`] | the decision of a local [`MemoryStore`]: a per-instance limit |
-//!
-//! The breaker logs a `tracing` warning when the circuit opens and when it closes; nothing is
-//! logged per request.
-//!
-//! # The local deny cache
-//!
-//! A key whose bucket Redis reported empty is answered locally until its next cell is due, so
-//! a flood on one key costs Redis about one command per cell. The cache only ever answers
-//! "denied" when Redis would too: it keeps a lower bound of the bucket's state, measured from
-//! the moment the request was sent. It holds at most 10,000 keys by default
-//! ([`RedisStoreBuilder::deny_cache_capacity`]; 0 turns it off).
-//!
-//! # Keys, prefixes, Redis Cluster
-//!
-//! The name of a bucket is the store's prefix (`"tower-bouncer:"` by default) followed by the
-//! key, written by [`RedisKey`]. Give each limit its own prefix when several limits share one
-//! Redis. Every call touches exactly one key, so the store works with Redis Cluster
-//! ([`RedisStore::cluster_builder`]): buckets spread over the cluster's slots. A prefix with a
-//! hash tag (`"{rl}:"`) would pin every bucket to one slot, hence one node: don't put braces in
-//! the prefix unless that is what you want.
-//!
-//! # Limits
-//!
-//! The script computes in nanoseconds with Lua's doubles, exact below 2^53 ns (104 days): a
-//! quota whose burst takes more than 52 days to refill (`replenish_interval × burst`) is
-//! refused with a [`StoreError`] of kind [`Other`](StoreErrorKind::Other).
-//!
-//! # Example
-//!
-//! ```no_run
-//! use std::num::NonZeroU32;
-//! use std::time::Duration;
-//! use tower_bouncer::rate_limit::Quota;
-//! use tower_bouncer::store::{FailurePolicy, MemoryStore, RedisStore, Store};
-//!
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! // Inside a Tokio runtime: the connection is made in the background.
-//! let store: RedisStore<String> = RedisStore::builder("redis://127.0.0.1:6379/")
-//!     .prefix("myapp:login:")
-//!     .timeout(Duration::from_millis(20))
-//!     .on_failure(FailurePolicy::Local(MemoryStore::new()))
-//!     .build()?;
-//!
-//! let quota: Quota = "5/min".parse()?;
-//! let decision = store
-//!     .check(&"alice".to_owned(), &quota, NonZeroU32::MIN)
-//!     .await?;
-//! println!("allowed: {}, remaining: {}", decision.allowed(), decision.remaining());
-//! # Ok(())
-//! # }
-//! ```
-//!
-//! A Redis Cluster is given by some of its nodes:
-//!
-//! ```no_run
-//! use tower_bouncer::store::{FailurePolicy, RedisStore};
-//!
-//! # fn run() -> Result<(), tower_bouncer::ConfigError> {
-//! let store: RedisStore<u64> = RedisStore::cluster_builder([
-//!     "redis://10.0.0.1:6379/",
-//!     "redis://10.0.0.2:6379/",
-//! ])
-//! .on_failure(FailurePolicy::Closed)
-//! .build()?;
-//! # Ok(())
-//! # }
-//! ```
+//! The Redis store (feature `redis`): documented on [`RedisStore`].
 
 mod breaker;
 mod deny_cache;
@@ -135,8 +37,7 @@ const MAX_SCRIPT_NANOS: u128 = 1 << 53;
 
 /// What the store answers while Redis fails (an error, a timeout, or an open circuit).
 ///
-/// See the [module documentation](self) for how the circuit breaker limits the cost of a
-/// failing Redis.
+/// See [`RedisStore`] for how the circuit breaker limits the cost of a failing Redis.
 pub enum FailurePolicy<K> {
     /// Allow every request, as if every bucket were full: availability first.
     Open,
@@ -169,10 +70,146 @@ impl<K> fmt::Debug for FailurePolicy<K> {
     }
 }
 
-/// A [`Store`] in Redis, shared by every instance that uses the same Redis and prefix.
+/// A [`Store`] in Redis: one limit shared by every instance of an application.
+///
+/// Each [`MemoryStore`] counts for its own process: behind a load balancer with N instances,
+/// a client gets N times its quota. [`RedisStore`] keeps the buckets in Redis (or Valkey, or a
+/// Redis Cluster), so every instance charges the same bucket.
+///
+/// # How it decides
+///
+/// - **One round trip per decision**: GCRA runs as one Lua script, loaded once and called by
+///   its SHA1 (`EVALSHA`; after a `NOSCRIPT` reply — a restarted or flushed server — the store
+///   sends the script itself with `EVAL`, which caches it again). Requests share one
+///   multiplexed connection, so concurrent decisions are pipelined.
+/// - **Redis' clock** (`TIME`): the clocks of your instances do not matter.
+/// - **The same arithmetic as the memory store**, in whole nanoseconds (exact in Lua's doubles,
+///   see the limits below): the same requests at the same times get the same [`Decision`]s,
+///   which a differential test checks over thousands of random steps.
+/// - **No key outlives its use**: a bucket expires when it is full again (an expired bucket and
+///   a full one decide alike). A denial writes nothing.
+///
+/// # When Redis fails
+///
+/// Every call has a timeout (50 ms by default, [`RedisStoreBuilder::timeout`]). A failure — a
+/// timeout, a lost connection, an error reply — opens a **circuit breaker**: for the next
+/// probe interval (1 s by default) no request waits for Redis; then one request probes it, and
+/// a successful probe closes the circuit. A dead Redis so costs one timeout per interval, not
+/// one per request. Meanwhile the [`FailurePolicy`] answers:
+///
+/// | policy | answer while Redis fails |
+/// | --- | --- |
+/// | [`FailurePolicy::Open`] (default) | allowed, as if every bucket were full |
+/// | [`FailurePolicy::Closed`] | a [`StoreError`] (a rate-limit layer answers 503) |
+/// | [`FailurePolicy::Local`] | the decision of a local [`MemoryStore`]: a per-instance limit |
+///
+/// The breaker logs a `tracing` warning when the circuit opens and when it closes; nothing is
+/// logged per request.
+///
+/// # The local deny cache
+///
+/// A key whose bucket Redis reported empty is answered locally until its next cell is due, so
+/// a flood on one key costs Redis about one command per cell. The cache only ever answers
+/// "denied" when Redis would too: it keeps a lower bound of the bucket's state, measured from
+/// the moment the request was sent. It holds at most 10,000 keys by default
+/// ([`RedisStoreBuilder::deny_cache_capacity`]; 0 turns it off).
+///
+/// # Keys, prefixes, Redis Cluster
+///
+/// The name of a bucket is the store's prefix (`"tower-bouncer:"` by default) followed by the
+/// key, written by [`RedisKey`]. Give each limit its own prefix when several limits share one
+/// Redis. Every call touches exactly one key, so the store works with Redis Cluster
+/// ([`RedisStore::cluster_builder`]): buckets spread over the cluster's slots. A prefix with a
+/// hash tag (`"{rl}:"`) would pin every bucket to one slot, hence one node: don't put braces in
+/// the prefix unless that is what you want.
+///
+/// # Limits
+///
+/// The script computes in nanoseconds with Lua's doubles, exact below 2^53 ns (104 days): a
+/// quota whose burst takes more than 52 days to refill (`replenish_interval × burst`) is
+/// refused with a [`StoreError`] of kind [`Other`](StoreErrorKind::Other).
+///
+/// # Example
+///
+/// ```no_run
+/// use std::num::NonZeroU32;
+/// use std::time::Duration;
+/// use tower_bouncer::rate_limit::Quota;
+/// use tower_bouncer::store::{FailurePolicy, MemoryStore, RedisStore, Store};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// // Inside a Tokio runtime: the connection is made in the background.
+/// let store: RedisStore<String> = RedisStore::builder("redis://127.0.0.1:6379/")
+///     .prefix("myapp:login:")
+///     .timeout(Duration::from_millis(20))
+///     .on_failure(FailurePolicy::Local(MemoryStore::new()))
+///     .build()?;
+///
+/// let quota: Quota = "5/min".parse()?;
+/// let decision = store
+///     .check(&"alice".to_owned(), &quota, NonZeroU32::MIN)
+///     .await?;
+/// println!("allowed: {}, remaining: {}", decision.allowed(), decision.remaining());
+/// # Ok(())
+/// # }
+/// ```
+///
+/// A Redis Cluster is given by some of its nodes:
+///
+/// ```no_run
+/// use tower_bouncer::store::{FailurePolicy, RedisStore};
+///
+/// # fn run() -> Result<(), tower_bouncer::ConfigError> {
+/// let store: RedisStore<u64> = RedisStore::cluster_builder([
+///     "redis://10.0.0.1:6379/",
+///     "redis://10.0.0.2:6379/",
+/// ])
+/// .on_failure(FailurePolicy::Closed)
+/// .build()?;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// What the failure policies answer when Redis cannot be reached (here nothing listens on
+/// port 1):
+///
+/// ```
+/// use std::num::NonZeroU32;
+/// use tower_bouncer::rate_limit::Quota;
+/// use tower_bouncer::store::{FailurePolicy, MemoryStore, RedisStore, Store, StoreErrorKind};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let quota: Quota = "2/min".parse().unwrap();
+/// let one = NonZeroU32::MIN;
+/// let unreachable = "redis://127.0.0.1:1/";
+///
+/// // Closed: an error, which a rate-limit layer turns into a 503.
+/// let closed: RedisStore<&str> = RedisStore::builder(unreachable)
+///     .on_failure(FailurePolicy::Closed)
+///     .build()
+///     .unwrap();
+/// let error = closed.check(&"alice", &quota, one).await.unwrap_err();
+/// assert_eq!(error.kind(), StoreErrorKind::Unavailable);
+/// // The circuit is open now: the next requests do not even try Redis for a second.
+/// assert!(!closed.is_available());
+///
+/// // Open: allowed, as if the bucket were full.
+/// let open: RedisStore<&str> = RedisStore::builder(unreachable).build().unwrap();
+/// assert!(open.check(&"alice", &quota, one).await.unwrap().allowed());
+///
+/// // Local: this instance enforces the quota on its own.
+/// let local: RedisStore<&str> = RedisStore::builder(unreachable)
+///     .on_failure(FailurePolicy::Local(MemoryStore::new()))
+///     .build()
+///     .unwrap();
+/// assert!(local.check(&"alice", &quota, one).await.unwrap().allowed());
+/// assert!(local.check(&"alice", &quota, one).await.unwrap().allowed());
+/// assert!(!local.check(&"alice", &quota, one).await.unwrap().allowed());
+/// # });
+/// ```
 ///
 /// Built with [`RedisStore::builder`] (one server) or [`RedisStore::cluster_builder`];
-/// `Clone` shares the connection and state. See the [module documentation](self).
+/// `Clone` shares the connection and state.
 pub struct RedisStore<K> {
     inner: Arc<Inner<K>>,
 }
