@@ -4,29 +4,8 @@
 //! Lua script on Redis) can repeat it step for step and reach the same decisions. The
 //! semantics are governor's (`src/gcra.rs`), checked by a differential property test.
 //!
-//! ```text
-//! T    = replenish interval, ticks per cell (at least 1)
-//! B    = burst
-//! tau  = T × (B − 1)          the tolerance: what the burst allows beyond the first cell
-//! TAT  = theoretical arrival time of the key; an absent key has TAT = now
-//!
-//! a request of n cells at time now:
-//!   n > B                          denied forever: it can never fit (no retry hint)
-//!   now ≥ TAT + T×(n − 1) − tau    allowed:  TAT ← max(TAT, now) + T×n
-//!   otherwise                      denied:   nothing changes; retry after
-//!                                            TAT + T×(n − 1) − tau − now  (> 0)
-//! ```
-//!
-//! Every operation saturates instead of overflowing; with nanoseconds that matters only for
-//! periods beyond 584 years.
-//!
-//! **An expired key is an absent key.** When `TAT ≤ now`, an absent key (TAT = now) and the
-//! stored one give the same decision for every `n ≤ B`: both are allowed, since
-//! `TAT + T×(n − 1) − tau ≤ now + T×(n − 1) − tau ≤ now` (as `T×(n − 1) ≤ tau`), and both
-//! set `TAT ← now + T×n`, since `max(TAT, now) = now`. The reports
-//! ([`Gcra::decision`]) are computed from `max(TAT, now)` and agree too. So a store may forget
-//! a key as soon as its TAT is not after the current time, and housekeeping that removes
-//! exactly those keys changes no decision.
+//! The formulas, and why an expired key may be forgotten, are in the `store` module's
+//! documentation ("The arithmetic"); this file is their one implementation.
 
 use std::time::Duration;
 

@@ -1,55 +1,18 @@
 //! [`MemoryStore`]: GCRA state in a sharded in-process map, with bounded memory.
 //!
-//! # Layout and hot path
-//!
-//! The map is split into shards (4 × the available parallelism, rounded up to a power of
-//! two), each a `RwLock<HashMap<K, AtomicU64>>`: the 8-byte value is the key's theoretical
-//! arrival time (TAT) in nanoseconds since the store's clock origin. The shard is chosen by a
-//! keyed SipHash (a `RandomState` of its own), and each shard's map hashes with its own
-//! random SipHash keys: keys are chosen by clients, so neither the shard nor the bucket of a
-//! key can be predicted or flooded on purpose.
-//!
-//! A request on a tracked key takes its shard's read lock, looks the key up and updates the
-//! TAT with a compare-and-swap loop: no allocation, no global lock, and no counter shared by
-//! all threads is written, so threads working on different keys scale. The loop is bounded:
-//! after 64 lost races the request takes the shard's write lock, under which nothing else
-//! can move the TAT. A new key takes the shard's write lock once to be inserted.
-//!
-//! The current time is read *after* the shard's lock is taken. Housekeeping removes a key
-//! under the write lock only when its TAT is not after the time it reads, so every request
-//! that sees the key gone reads a later time, and for it an expired key and an absent key
-//! decide alike (proof in the source of `store/gcra.rs`): removal never changes a decision.
-//!
-//! # Bounded memory
-//!
-//! - **Housekeeping thread.** By default the store owns one thread that, every 30 seconds
-//!   ([`MemoryStoreBuilder::housekeeping_interval`]), removes the keys whose bucket is full
-//!   again, shard by shard, and shrinks each shard left at most a quarter full (removing
-//!   alone frees nothing: a hash map keeps its table). The thread holds only a weak reference
-//!   to the store and stops as soon as the last clone of the store is dropped. With
-//!   [`MemoryStoreBuilder::manual_housekeeping`] there is no thread, and
-//!   [`MemoryStore::housekeep`] does the same work when called.
-//! - **A hard cap** on tracked keys ([`MemoryStoreBuilder::max_keys`], default 1,000,000,
-//!   about 33 MB of keys of 16 bytes). Each shard holds at most its share of the cap, so no
-//!   counter is shared by all threads; shards fill evenly because clients cannot aim at one.
-//!   When a new key arrives at a full shard, the store first removes that shard's expired
-//!   keys (at most once per second per shard, so a flood cannot make every request sweep);
-//!   if the shard is still full, [`AtCapacity`] decides, and a `tracing` warning says so (at
-//!   most once every 10 seconds). Keys already tracked are never affected by the cap.
-//!
-//! The table of a shard never grows past twice the size its share of the cap needs (churn at
-//! the cap can leave deleted slots that make a table double once, never again).
+//! The design (layout, hot path, housekeeping, cap) is documented on [`MemoryStore`].
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::fmt;
 use std::future::{ready, Ready};
-use std::hash::{BuildHasher, Hash, RandomState};
+use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::marker::PhantomData;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock, Weak};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError, RwLock, Weak};
 use std::thread;
 use std::time::Duration;
 
@@ -94,15 +57,55 @@ pub enum AtCapacity {
 /// The bounded in-memory [`Store`]: GCRA state per key in a sharded map, with a
 /// housekeeping thread and a hard cap on tracked keys.
 ///
-/// Clones share the same state. See the [module documentation](self) for how memory stays
-/// bounded, and the [`store`](crate::store) module for examples.
+/// Clones share the same state. Examples are in the [`store`](crate::store) module.
+///
+/// # Layout and hot path
+///
+/// The map is split into shards (4 × the available parallelism, rounded up to a power of
+/// two), each a `RwLock<HashMap<K, AtomicU64>>`: the 8-byte value is the key's theoretical
+/// arrival time (TAT) in nanoseconds since the store's clock origin. A key is hashed once per
+/// request, with SipHash under a secret key drawn at random once per process, and that hash
+/// picks both the shard and the bucket: keys are chosen by clients, so neither can be
+/// predicted or flooded on purpose.
+///
+/// A request on a tracked key takes its shard's read lock, looks the key up and updates the
+/// TAT with a compare-and-swap loop: no allocation, no global lock, and no counter shared by
+/// all threads is written, so threads working on different keys scale. The loop is bounded:
+/// after 64 lost races the request takes the shard's write lock, under which nothing else
+/// can move the TAT. A new key takes the shard's write lock once to be inserted.
+///
+/// The current time is read *after* the shard's lock is taken. Housekeeping removes a key
+/// under the write lock only when its TAT is not after the time it reads, so every request
+/// that sees the key gone reads a later time, and for it an expired key and an absent key
+/// decide alike (see [the arithmetic](crate::store#the-arithmetic)): removal never changes a
+/// decision.
+///
+/// # Bounded memory
+///
+/// - **Housekeeping thread.** By default the store owns one thread that, every 30 seconds
+///   ([`MemoryStoreBuilder::housekeeping_interval`]), removes the keys whose bucket is full
+///   again, shard by shard, and shrinks each shard left at most a quarter full (removing
+///   alone frees nothing: a hash map keeps its table). The thread holds only a weak reference
+///   to the store and stops as soon as the last clone of the store is dropped. With
+///   [`MemoryStoreBuilder::manual_housekeeping`] there is no thread, and
+///   [`MemoryStore::housekeep`] does the same work when called.
+/// - **A hard cap** on tracked keys ([`MemoryStoreBuilder::max_keys`], default 1,000,000). Each shard holds at most its share of the cap, so no
+///   counter is shared by all threads; shards fill evenly because clients cannot aim at one.
+///   When a new key arrives at a full shard, the store first removes that shard's expired
+///   keys (at most once per second per shard, so a flood cannot make every request sweep);
+///   if the shard is still full, [`AtCapacity`] decides, and a `tracing` warning says so (at
+///   most once every 10 seconds). Keys already tracked are never affected by the cap.
+///
+/// A key of 16 bytes costs 29 to 57 bytes of table (hash tables grow by doubling; 33 bytes
+/// measured at 200,000 keys), so the default cap bounds the store near 60 MB. The table of a
+/// shard never grows past twice the size its share of the cap needs (churn at the cap can
+/// leave deleted slots that make a table double once, never again).
 pub struct MemoryStore<K> {
     inner: Arc<Inner<K>>,
 }
 
 struct Inner<K> {
     shards: Box<[Shard<K>]>,
-    shard_hasher: RandomState,
     clock: Arc<dyn Clock>,
     max_keys: usize,
     at_capacity: AtCapacity,
@@ -116,7 +119,7 @@ struct Inner<K> {
 // Aligned to two cache lines so that the lock words of two shards never share one.
 #[repr(align(128))]
 struct Shard<K> {
-    map: RwLock<HashMap<K, AtomicU64>>,
+    map: RwLock<Table<K>>,
     /// The share of `max_keys` this shard may hold.
     cap: usize,
     /// Store time (ns) from which the next sweep forced by the cap may run.
@@ -142,6 +145,16 @@ impl<K> MemoryStore<K> {
             .shards
             .iter()
             .map(|shard| shard.read().len())
+            .sum()
+    }
+
+    /// How many keys the store's tables can hold without growing: the memory it keeps, in
+    /// keys (housekeeping shrinks it back after a flood).
+    pub fn capacity(&self) -> usize {
+        self.inner
+            .shards
+            .iter()
+            .map(|shard| shard.read().capacity())
             .sum()
     }
 
@@ -190,8 +203,9 @@ where
     /// clock's origin; `None` when the key is not tracked. For tests and diagnostics: a denied
     /// request leaves it unchanged.
     pub fn theoretical_arrival_time(&self, key: &K) -> Option<Duration> {
-        let map = self.inner.shard(key).read();
-        map.get(key)
+        let hash = key_hash(key);
+        let map = self.inner.shard(hash).read();
+        map.get(&Probe { hash, key } as &dyn Lookup<K>)
             .map(|tat| Duration::from_nanos(tat.load(Ordering::Relaxed)))
     }
 }
@@ -239,11 +253,11 @@ where
 impl<K> Shard<K> {
     // A poisoned lock means a `Hash` or `Eq` of `K` panicked while it was held; the map is
     // still a valid map (its operations are panic-safe), so the store carries on.
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<K, AtomicU64>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Table<K>> {
         self.map.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<K, AtomicU64>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Table<K>> {
         self.map.write().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -308,9 +322,11 @@ impl<K> Inner<K> {
 }
 
 impl<K: Hash + Eq + Clone> Inner<K> {
-    fn shard(&self, key: &K) -> &Shard<K> {
-        // The shard count is a power of two; truncating the hash keeps its low bits.
-        let index = self.shard_hasher.hash_one(key) as usize & (self.shards.len() - 1);
+    /// The shard of a key, from bits 32 and up of its hash: the table inside the shard
+    /// uses the low bits (bucket) and the top 7 (tag), which then stay independent of it.
+    fn shard(&self, hash: u64) -> &Shard<K> {
+        // The shard count is a power of two, at most 1024: ten bits.
+        let index = (hash >> 32) as usize & (self.shards.len() - 1);
         &self.shards[index]
     }
 
@@ -331,11 +347,14 @@ impl<K: Hash + Eq + Clone> Inner<K> {
     }
 
     fn decide(&self, key: &K, gcra: &Gcra, cost: u32) -> Decision {
-        let shard = self.shard(key);
+        let hash = key_hash(key);
+        let probe = Probe { hash, key };
+        let probe = &probe as &dyn Lookup<K>;
+        let shard = self.shard(hash);
         {
             let map = shard.read();
             let now = self.now();
-            match map.get(key) {
+            match map.get(probe) {
                 Some(tat) => {
                     if let Some(decision) = charge(tat, gcra, now, cost) {
                         return decision;
@@ -358,7 +377,7 @@ impl<K: Hash + Eq + Clone> Inner<K> {
 
         let mut map = shard.write();
         let now = self.now();
-        if let Some(tat) = map.get_mut(key) {
+        if let Some(tat) = map.get_mut(probe) {
             let tat = tat.get_mut();
             let verdict = gcra.verdict(Some(*tat), now, cost);
             if let Verdict::Allow { new_tat } = verdict {
@@ -382,8 +401,124 @@ impl<K: Hash + Eq + Clone> Inner<K> {
                 return self.refuse_or_pass_untracked(gcra, verdict, now);
             }
         }
-        map.insert(key.clone(), AtomicU64::new(new_tat));
+        map.insert(Stored(key.clone()), AtomicU64::new(new_tat));
         gcra.decision(verdict, Some(new_tat), now)
+    }
+}
+
+/// The table of a shard: keys hashed once per request with the secret SipHash key of the
+/// process, and that one hash used both to pick the shard and inside the table.
+type Table<K> = HashMap<Stored<K>, AtomicU64, PassThrough>;
+
+/// The secret SipHash key every store hashes its keys with, drawn once per process: keys are
+/// chosen by clients, and must not be able to aim at one shard or one bucket.
+fn key_hash<K: Hash + ?Sized>(key: &K) -> u64 {
+    static SECRET: OnceLock<RandomState> = OnceLock::new();
+    SECRET.get_or_init(RandomState::new).hash_one(key)
+}
+
+/// A key as the table stores it.
+struct Stored<K>(K);
+
+/// A key and its hash, as the table looks it up: either a stored key (whose hash is computed
+/// again, which the table does only when it grows or shrinks) or a [`Probe`] made from a
+/// request's key and the hash already computed for it. Looking a key up needs neither a
+/// clone of it nor a second hash.
+trait Lookup<K> {
+    fn hash(&self) -> u64;
+    fn key(&self) -> &K;
+}
+
+impl<K: Hash> Lookup<K> for Stored<K> {
+    fn hash(&self) -> u64 {
+        key_hash(&self.0)
+    }
+
+    fn key(&self) -> &K {
+        &self.0
+    }
+}
+
+struct Probe<'a, K> {
+    hash: u64,
+    key: &'a K,
+}
+
+impl<K> Lookup<K> for Probe<'_, K> {
+    fn hash(&self) -> u64 {
+        self.hash
+    }
+
+    fn key(&self) -> &K {
+        self.key
+    }
+}
+
+impl<'a, K: Hash + 'a> Borrow<dyn Lookup<K> + 'a> for Stored<K> {
+    fn borrow(&self) -> &(dyn Lookup<K> + 'a) {
+        self
+    }
+}
+
+// Both `Hash` impls feed the table's hasher the same single number: the key's SipHash.
+impl<K: Hash> Hash for dyn Lookup<K> + '_ {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(Lookup::hash(self));
+    }
+}
+
+impl<K: Hash> Hash for Stored<K> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(Lookup::hash(self));
+    }
+}
+
+impl<K: Eq> PartialEq for dyn Lookup<K> + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl<K: Eq> Eq for dyn Lookup<K> + '_ {}
+
+impl<K: Eq> PartialEq for Stored<K> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl<K: Eq> Eq for Stored<K> {}
+
+/// The table's hasher: the number it is fed is already a keyed SipHash, so it passes it on.
+#[derive(Debug, Clone, Copy, Default)]
+struct PassThrough;
+
+#[derive(Debug, Default)]
+struct PassThroughHasher(u64);
+
+impl BuildHasher for PassThrough {
+    type Hasher = PassThroughHasher;
+
+    fn build_hasher(&self) -> PassThroughHasher {
+        PassThroughHasher(0)
+    }
+}
+
+impl Hasher for PassThroughHasher {
+    fn write_u64(&mut self, hash: u64) {
+        self.0 = hash;
+    }
+
+    // Only `write_u64` is ever called (by the two `Hash` impls above); anything else is
+    // mixed in rather than trusted, so the hasher stays total.
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(byte)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 
@@ -430,8 +565,8 @@ impl<K> fmt::Debug for MemoryStoreBuilder<K> {
 }
 
 impl<K> MemoryStoreBuilder<K> {
-    /// The most keys the store tracks at once (default 1,000,000; at least 1). About 33 bytes
-    /// each for keys of 16 bytes, so the default cap bounds the map near 33 MB.
+    /// The most keys the store tracks at once (default 1,000,000; at least 1). A key of 16
+    /// bytes costs 29 to 57 bytes of table.
     #[must_use]
     pub fn max_keys(mut self, max_keys: usize) -> Self {
         self.max_keys = max_keys.max(1);
@@ -494,7 +629,7 @@ where
         let count = wanted.clamp(1, MAX_SHARDS).next_power_of_two().min(most);
         let shards = (0..count)
             .map(|index| Shard {
-                map: RwLock::new(HashMap::new()),
+                map: RwLock::new(HashMap::default()),
                 cap: self.max_keys / count + usize::from(index < self.max_keys % count),
                 next_purge: AtomicU64::new(0),
             })
@@ -520,7 +655,6 @@ where
             };
             Inner {
                 shards,
-                shard_hasher: RandomState::new(),
                 clock,
                 max_keys: self.max_keys,
                 at_capacity: self.at_capacity,
@@ -590,6 +724,24 @@ impl HousekeepingThread {
         self.state().removed
     }
 
+    /// Waits until the thread has made at least `sweeps` sweeps in all, at most `timeout`;
+    /// answers whether it has (`false` as well when the thread stopped first).
+    pub fn wait_sweeps(&self, sweeps: u64, timeout: Duration) -> bool {
+        let state = self
+            .status
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let (state, _) = self
+            .status
+            .changed
+            .wait_timeout_while(state, timeout, |state| {
+                state.running && state.sweeps < sweeps
+            })
+            .unwrap_or_else(PoisonError::into_inner);
+        state.sweeps >= sweeps
+    }
+
     /// Waits until the thread has stopped, at most `timeout`; answers whether it has.
     pub fn wait_stopped(&self, timeout: Duration) -> bool {
         let state = self
@@ -656,6 +808,7 @@ where
                             .unwrap_or_else(PoisonError::into_inner);
                         state.sweeps += 1;
                         state.removed += removed as u64;
+                        status.0.changed.notify_all();
                     }
                 }
             }

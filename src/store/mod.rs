@@ -3,9 +3,42 @@
 //!
 //! A store answers one question: may `key` spend `cost` cells of `quota` now? It charges the
 //! cells and answers [`Decision`] "allowed", or changes nothing and answers "denied" with the
-//! time to wait. Every store runs the same GCRA arithmetic (governor's semantics, in whole
-//! nanoseconds; it is spelled out in the source of `store/gcra.rs`), so a decision does not
+//! time to wait. Every store runs the same GCRA arithmetic (below), so a decision does not
 //! depend on where the state is kept.
+//!
+//! # The arithmetic
+//!
+//! GCRA with [`governor`]'s semantics (a differential property test holds the memory store
+//! to governor's decisions and waits), on one integer per key, in whole ticks (nanoseconds
+//! in the memory store), so that a script on another store can repeat it step for step:
+//!
+//! ```text
+//! T    = replenish interval, ticks per cell (at least 1)
+//! B    = burst
+//! tau  = T × (B − 1)          the tolerance: what the burst allows beyond the first cell
+//! TAT  = theoretical arrival time of the key; an absent key has TAT = now
+//!
+//! a request of n cells at time now:
+//!   n > B                          denied forever: it can never fit (no retry hint)
+//!   now ≥ TAT + T×(n − 1) − tau    allowed:  TAT ← max(TAT, now) + T×n
+//!   otherwise                      denied:   nothing changes; retry after
+//!                                            TAT + T×(n − 1) − tau − now  (> 0)
+//!
+//! reported, with S = max(TAT, now) the state after the decision:
+//!   remaining        = (now + tau − S) / T + 1   (integer division; 0 when S > now + tau)
+//!   next_cell_after  = S − tau − now             (0 when negative)
+//!   full_after       = S − now
+//! ```
+//!
+//! Every operation saturates instead of overflowing (only periods beyond 584 years reach it).
+//!
+//! **An expired key is an absent key.** When `TAT ≤ now`, the stored key and an absent key
+//! give the same decision for every `n ≤ B`: both are allowed, since
+//! `TAT + T×(n − 1) − tau ≤ now + T×(n − 1) − tau ≤ now` (as `T×(n − 1) ≤ tau`); both set
+//! `TAT ← now + T×n`, since `max(TAT, now) = now`; and the reports, computed from
+//! `max(TAT, now)`, agree. So a store may forget a key as soon as its TAT is not after the
+//! current time (a network store sets the key to expire then), and housekeeping that removes
+//! exactly those keys changes no decision.
 //!
 //! # The in-memory store
 //!
@@ -23,27 +56,31 @@
 //! ```
 //! # #[cfg(feature = "memory")] {
 //! use std::num::NonZeroU32;
+//! use std::time::Duration;
 //! use tower_bouncer::rate_limit::Quota;
 //! use tower_bouncer::store::{MemoryStore, Store};
 //!
-//! # tokio_test_block_on(async {
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 //! let store: MemoryStore<&'static str> = MemoryStore::new();
 //! let quota: Quota = "2/min".parse().unwrap();
 //! let one = NonZeroU32::MIN;
 //!
-//! assert!(store.check(&"alice", &quota, one).await.unwrap().allowed());
-//! assert!(store.check(&"alice", &quota, one).await.unwrap().allowed());
-//! let third = store.check(&"alice", &quota, one).await.unwrap();
+//! assert!(store.check(&"alice", &quota, one).await?.allowed());
+//! assert!(store.check(&"alice", &quota, one).await?.allowed());
+//! let third = store.check(&"alice", &quota, one).await?;
 //! assert!(!third.allowed());
-//! assert_eq!(third.retry_after(), Some(std::time::Duration::from_secs(30)));
+//! // The next cell comes back 30 s after the first one was spent.
+//! let wait = third.retry_after().unwrap();
+//! assert!(wait > Duration::from_secs(29) && wait <= Duration::from_secs(30));
 //! // Another key has its own bucket.
-//! assert!(store.check(&"bob", &quota, one).await.unwrap().allowed());
-//! # });
-//! # }
-//! # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
-//! #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+//! assert!(store.check(&"bob", &quota, one).await?.allowed());
+//! # Ok::<(), tower_bouncer::store::StoreError>(())
+//! # }).unwrap();
 //! # }
 //! ```
+//!
+//! The memory store's future is [`std::future::Ready`]: outside async code,
+//! `store.check(..).into_inner()` gives the decision at once.
 //!
 //! Tests drive time by hand with a [`ManualClock`], and can size the store and run its
 //! housekeeping themselves:
@@ -85,6 +122,8 @@
 //! store) answers a [`StoreError`]; what a layer does then is its documented failure policy.
 
 mod clock;
+// Shared by the stores; without one of them only `nanos` is used.
+#[cfg_attr(not(feature = "memory"), allow(dead_code))]
 mod gcra;
 #[cfg(feature = "memory")]
 mod memory;
