@@ -283,3 +283,35 @@ async fn issue_6_deny_cache_makes_a_flood_cost_one_command_per_cell() {
     assert_eq!(commands, u64::from(requests));
     assert!(cached.deny_cache_len() <= 1);
 }
+
+/// Issue 6, item 4: an error reply about one call (a key of another type under our name) is
+/// answered by the failure policy for that call only; the circuit stays closed.
+#[tokio::test]
+async fn issue_6_an_error_reply_does_not_open_the_circuit() {
+    if !redis_available("issue_6_an_error_reply_does_not_open_the_circuit") {
+        return;
+    }
+    let server = RedisServer::start();
+    let store: RedisStore<&'static str> = RedisStore::builder(server.url())
+        .on_failure(tower_bouncer::store::FailurePolicy::Closed)
+        .build()
+        .unwrap();
+    assert_eq!(
+        server
+            .command(&["HSET", "tower-bouncer:squatted", "field", "value"])
+            .unwrap(),
+        "1"
+    );
+    let quota = quota("5/min");
+    let error = store
+        .check(&"squatted", &quota, cells(1))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), tower_bouncer::store::StoreErrorKind::Other);
+    assert!(store.is_available());
+    assert!(store
+        .check(&"free", &quota, cells(1))
+        .await
+        .unwrap()
+        .allowed());
+}

@@ -92,10 +92,13 @@ impl<K> fmt::Debug for FailurePolicy<K> {
 /// # When Redis fails
 ///
 /// Every call has a timeout (50 ms by default, [`RedisStoreBuilder::timeout`]). A failure — a
-/// timeout, a lost connection, an error reply — opens a **circuit breaker**: for the next
+/// timeout, a lost connection, a server that cannot serve (`LOADING`, `BUSY`, `READONLY`,
+/// `OOM`, `CLUSTERDOWN` …) — opens a **circuit breaker**: for the next
 /// probe interval (1 s by default) no request waits for Redis; then one request probes it, and
 /// a successful probe closes the circuit. A dead Redis so costs one timeout per interval, not
-/// one per request. Meanwhile the [`FailurePolicy`] answers:
+/// one per request. Meanwhile the [`FailurePolicy`] answers. (An error reply about the call
+/// itself — another application's hash under one of our names, say — is answered by the policy
+/// too, without opening the circuit.)
 ///
 /// | policy | answer while Redis fails |
 /// | --- | --- |
@@ -472,7 +475,16 @@ where
                         "redis did not answer within the timeout",
                     ),
                 };
-                inner.breaker.on_failure(admission, store.now(), &failure);
+                if matches!(
+                    failure.kind(),
+                    StoreErrorKind::Unavailable | StoreErrorKind::Timeout
+                ) {
+                    inner.breaker.on_failure(admission, store.now(), &failure);
+                } else {
+                    // Redis answered, with an error about this call (a key of another type
+                    // under our name, say): the policy answers it, the circuit stays closed.
+                    inner.breaker.on_success(admission);
+                }
                 drop(pending);
                 store.fail(key.as_ref(), &gcra, &quota, cost, failure)
             })),
@@ -594,6 +606,12 @@ fn store_error(error: RedisError) -> StoreError {
         || error.is_connection_dropped()
         || error.is_connection_refusal()
         || error.is_cluster_error()
+        // Replies of a server that is up but cannot serve: still loading, busy with a script,
+        // a replica, out of memory, a cluster without a master for the slot.
+        || matches!(
+            error.code(),
+            Some("LOADING" | "BUSY" | "READONLY" | "OOM" | "MASTERDOWN" | "CLUSTERDOWN" | "TRYAGAIN")
+        )
     {
         StoreErrorKind::Unavailable
     } else if error.kind() == ErrorKind::UnexpectedReturnType {
