@@ -16,8 +16,10 @@ use tower_bouncer::store::{
     Decision, FailurePolicy, MemoryStore, RedisStore, Store, StoreError, StoreErrorKind,
 };
 
-const TIMEOUT: Duration = Duration::from_millis(50);
-const PROBE_INTERVAL: Duration = Duration::from_millis(200);
+/// Larger than the 50 ms default so that a healthy call on a busy test machine does not time
+/// out; what is tested is that no call waits longer.
+const TIMEOUT: Duration = Duration::from_millis(150);
+const PROBE_INTERVAL: Duration = Duration::from_millis(300);
 /// Scheduling noise allowed on top of the timeout on a busy 2-core machine (debug build).
 const SLACK: Duration = Duration::from_millis(250);
 
@@ -136,7 +138,7 @@ async fn issue_6_redis_killed_mid_load_fail_closed_then_restarted() {
     // may have waited.
     let waited = log
         .iter()
-        .filter(|(_, took, _)| *took >= Duration::from_millis(20))
+        .filter(|(_, took, _)| *took >= TIMEOUT / 2)
         .count();
     let probes = (restarted - killed).as_millis() / PROBE_INTERVAL.as_millis() + 2;
     assert!(waited as u128 <= probes + 4, "{waited} slow calls");
@@ -148,8 +150,10 @@ async fn issue_6_redis_killed_mid_load_fail_closed_then_restarted() {
     // Back through Redis: the restarted (empty) server holds our buckets.
     assert!(after_restart > 0, "no decision after the restart");
     wait_until_redis_answers(&store, &quota).await;
+    // A quota whose bucket outlives the SCAN below (a 1000/s bucket expires in 1 ms).
+    let hourly: Quota = "10/h".parse().unwrap();
     assert!(store
-        .check(&424_242, &quota, one())
+        .check(&424_242, &hourly, one())
         .await
         .unwrap()
         .allowed());
@@ -240,7 +244,7 @@ async fn issue_6_debug_sleep_timeout_and_breaker_hold() {
         let (result, took) = timed(&store, calls, &quota).await;
         assert!(took <= TIMEOUT + SLACK, "a call took {took:?}");
         assert!(result.unwrap().allowed(), "fail open");
-        if took >= Duration::from_millis(40) {
+        if took >= TIMEOUT * 4 / 5 {
             waited += 1;
         }
         calls += 1;

@@ -112,7 +112,9 @@ impl<K> fmt::Debug for FailurePolicy<K> {
 /// # The local deny cache
 ///
 /// A key whose bucket Redis reported empty is answered locally until its next cell is due, so
-/// a flood on one key costs Redis about one command per cell. The cache only ever answers
+/// a flood on one key costs Redis a few commands per cell (two or three: the first request
+/// after a refill may reach Redis a network delay early, and be denied there), not one per
+/// request. The cache only ever answers
 /// "denied" when Redis would too: it keeps a lower bound of the bucket's state, measured from
 /// the moment the request was sent. It holds at most 10,000 keys by default
 /// ([`RedisStoreBuilder::deny_cache_capacity`]; 0 turns it off).

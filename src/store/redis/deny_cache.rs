@@ -1,5 +1,6 @@
 //! The local deny cache: a key whose bucket Redis reported empty is answered here until its
-//! next cell is due, so a flood on one key costs Redis about one command per cell.
+//! next cell is due, so a flood on one key costs Redis a few commands per cell, not one per
+//! request.
 //!
 //! # Why the decisions stay exact
 //!
@@ -18,8 +19,12 @@
 //! the probe, and would not fit even after the probe was charged, is denied locally: whichever
 //! way Redis decides the probe, it would deny that request right after it (if the probe is
 //! allowed, the bucket has its cost less; if it is denied, a request at least as large is
-//! denied too). So a flood on one key sends about one command per cell to Redis, not one per
+//! denied too). So a flood on one key sends one probe at a time to Redis, not one command per
 //! concurrent request. A request that might fit goes to Redis as usual.
+//!
+//! The entry being a lower bound, the first probe after a refill may reach Redis a network
+//! delay before the cell is really due: Redis denies it (exactly), its answer tightens the
+//! bound, and the next probe takes the cell. Two or three commands per cell, in practice.
 //!
 //! The map is bounded: at capacity, expired entries are dropped first, then an arbitrary one.
 
