@@ -319,7 +319,7 @@ where
     K: RedisKey + Hash + Eq + Clone + Send + Sync + 'static,
 {
     /// Decides with an explicit "now" instead of Redis' clock, bypassing the deny cache, the
-    /// circuit breaker and the failure policy. For the differential tests only: `now` is the
+    /// circuit breaker and the failure policy (the timeout applies). For the differential tests only: `now` is the
     /// time since the Unix epoch, and the buckets it writes never expire.
     #[doc(hidden)]
     pub async fn check_at(
@@ -339,10 +339,13 @@ where
             cost: cost.get().min(quota.burst().get().saturating_add(1)),
             now: Some((now.as_secs(), now.subsec_nanos())),
         };
-        let reply = call
-            .run(self.inner.connection.clone(), &self.inner.script_hash)
-            .await
-            .map_err(store_error)?;
+        let reply = tokio::time::timeout(
+            self.inner.timeout,
+            call.run(self.inner.connection.clone(), &self.inner.script_hash),
+        )
+        .await
+        .map_err(|_elapsed| StoreError::new(StoreErrorKind::Timeout))?
+        .map_err(store_error)?;
         reply.decision(&gcra, cost.get())
     }
 
@@ -772,9 +775,13 @@ impl<K> RedisStoreBuilder<K> {
         }
         // Connection attempts run in the background; give them at least a second.
         let connect_timeout = self.probe_interval.max(Duration::from_secs(1));
+        // Our own timeout bounds every call; the library's (500 ms by default) must not cut a
+        // longer one short.
+        let response_timeout = self.timeout.saturating_add(Duration::from_secs(1));
         let connection = if self.cluster {
             let client = ClusterClientBuilder::new(self.nodes.iter().map(String::as_str))
                 .connection_timeout(connect_timeout)
+                .response_timeout(response_timeout)
                 .build()
                 .map_err(|error| ConfigError::new(format!("invalid redis cluster: {error}")))?;
             let config = ClusterConfig::new().set_connection_timeout(connect_timeout);
@@ -785,7 +792,8 @@ impl<K> RedisStoreBuilder<K> {
             // One connection attempt per reconnection: the circuit breaker paces the retries.
             let config = ConnectionManagerConfig::new()
                 .set_number_of_retries(0)
-                .set_connection_timeout(Some(connect_timeout));
+                .set_connection_timeout(Some(connect_timeout))
+                .set_response_timeout(Some(response_timeout));
             let manager = ConnectionManager::new_lazy_with_config(client, config)
                 .map_err(|error| ConfigError::new(format!("invalid redis connection: {error}")))?;
             Connection::Single(manager)
