@@ -26,9 +26,12 @@
 //! delay before the cell is really due: Redis denies it (exactly), its answer tightens the
 //! bound, and the next probe takes the cell. Two or three commands per cell, in practice.
 //!
-//! The map is bounded: at capacity, expired entries are dropped first, then an arbitrary one.
+//! The map is bounded and sharded (up to 16 shards, each with its own lock and its share of
+//! the capacity): at capacity, a shard drops its expired entries first, then an arbitrary one.
 
+use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::store::gcra::{Gcra, Verdict};
@@ -65,26 +68,38 @@ struct Map {
 /// A bounded map from Redis key names to known-empty buckets.
 #[derive(Debug)]
 pub(crate) struct DenyCache {
+    /// Keys per shard; 0 when the cache is off.
     capacity: usize,
-    map: Mutex<Map>,
+    shards: Box<[Mutex<Map>]>,
+    hasher: RandomState,
 }
+
+const MAX_SHARDS: usize = 16;
 
 impl DenyCache {
     /// A cache of at most `capacity` keys; 0 disables it.
     pub(crate) fn new(capacity: usize) -> Self {
+        let shards = capacity.clamp(1, MAX_SHARDS);
         Self {
-            capacity,
-            map: Mutex::new(Map {
-                entries: HashMap::new(),
-                next_probe_id: 0,
-            }),
+            capacity: capacity / shards,
+            shards: (0..shards)
+                .map(|_| {
+                    Mutex::new(Map {
+                        entries: HashMap::new(),
+                        next_probe_id: 0,
+                    })
+                })
+                .collect(),
+            hasher: RandomState::new(),
         }
     }
 
-    fn map(&self) -> MutexGuard<'_, Map> {
+    fn map(&self, key: &[u8]) -> MutexGuard<'_, Map> {
+        // Truncating the hash keeps its low bits, enough to pick one of 16 shards.
+        let shard = &self.shards[self.hasher.hash_one(key) as usize % self.shards.len()];
         // The lock is only held by the code below, which does not panic: a poisoned map is
         // still a valid map.
-        self.map.lock().unwrap_or_else(PoisonError::into_inner)
+        shard.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// What to do with `cost` cells of `key`.
@@ -102,7 +117,7 @@ impl DenyCache {
         if self.capacity == 0 {
             return Lookup::Miss;
         }
-        let mut map = self.map();
+        let mut map = self.map(key);
         let map = &mut *map;
         let Some(entry) = map.entries.get_mut(key) else {
             return Lookup::Miss;
@@ -150,7 +165,7 @@ impl DenyCache {
                 gcra.verdict(Some(tat - now), 0, 1),
                 Verdict::DenyUntil { .. }
             );
-        let mut map = self.map();
+        let mut map = self.map(key);
         let entries = &mut map.entries;
         if let Some(entry) = entries.get_mut(key) {
             if !empty {
@@ -192,7 +207,7 @@ impl DenyCache {
     /// Ends the probe `probe` of `key` without an answer (Redis failed, or the request was
     /// dropped): the next request becomes the probe.
     pub(crate) fn release(&self, key: &[u8], probe: u64) {
-        let mut map = self.map();
+        let mut map = self.map(key);
         if let Some(entry) = map.entries.get_mut(key) {
             if entry.probe.is_some_and(|(id, _)| id == probe) {
                 entry.probe = None;
@@ -202,7 +217,16 @@ impl DenyCache {
 
     /// Keys currently cached.
     pub(crate) fn len(&self) -> usize {
-        self.map().entries.len()
+        self.shards
+            .iter()
+            .map(|shard| {
+                shard
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .entries
+                    .len()
+            })
+            .sum()
     }
 }
 
@@ -353,6 +377,12 @@ mod tests {
         }
         // The newest key is always kept.
         denied(cache.lookup(&[99], &g, 1, || now));
+        // Sharded: the total stays within the capacity.
+        let cache = DenyCache::new(100);
+        for key in 0..10_000_u32 {
+            cache.record(&key.to_be_bytes(), &g, now + 1_000 * MS, now, None);
+        }
+        assert!(cache.len() <= 100 && cache.len() >= 90, "{}", cache.len());
         let disabled = DenyCache::new(0);
         disabled.record(b"k", &g, now + 1_000 * MS, now, None);
         assert_eq!(disabled.len(), 0);
