@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use axum::extract::Request;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -48,6 +48,9 @@ OPTIONS:
   --ipv4-prefix LEN          IPv4 clients share a bucket per prefix (default 32)
   --hide-retry-after         no timing hint at all in 429 responses
   --ratelimit-headers        IETF RateLimit-Policy / RateLimit fields
+  --proxy-protocol RANGE     repeatable: connections from RANGE must open with a PROXY protocol
+                             v1/v2 header; its source address becomes the peer (a CIDR, an
+                             address or a preset, as --trust; needs feature proxy-protocol)
   -h, --help                 this text
 
 ENDPOINTS:
@@ -70,6 +73,8 @@ struct Options {
     ipv4_prefix: u8,
     hide_retry_after: bool,
     ratelimit_headers: bool,
+    #[cfg_attr(not(feature = "proxy-protocol"), allow(dead_code))]
+    proxy_protocol: Option<TrustedRanges>,
 }
 
 fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, String> {
@@ -86,6 +91,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
         ipv4_prefix: 32,
         hide_retry_after: false,
         ratelimit_headers: false,
+        proxy_protocol: None,
     };
     let mut args = args.into_iter();
     while let Some(flag) = args.next() {
@@ -150,7 +156,26 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
             }
             "--hide-retry-after" => options.hide_retry_after = true,
             "--ratelimit-headers" => options.ratelimit_headers = true,
-            "--redis" | "--redis-failure" | "--proxy-protocol" => {
+            "--proxy-protocol" => {
+                let text = value("--proxy-protocol")?;
+                if !cfg!(feature = "proxy-protocol") {
+                    return Err(
+                        "--proxy-protocol needs the example built with --features proxy-protocol"
+                            .into(),
+                    );
+                }
+                let ranges = match TrustedRanges::preset(&text) {
+                    Some(preset) => preset,
+                    None => text.parse::<TrustedRanges>().map_err(|error| {
+                        format!(
+                            "--proxy-protocol: `{text}` is neither a CIDR nor a preset: {error}"
+                        )
+                    })?,
+                };
+                let known = options.proxy_protocol.take().unwrap_or_default();
+                options.proxy_protocol = Some(known.with(ranges));
+            }
+            "--redis" | "--redis-failure" => {
                 return Err(format!(
                     "{flag} is part of the contract but not available in this build yet"
                 ))
@@ -231,11 +256,11 @@ fn build_sources(options: &Options) -> Result<Vec<NamedSource>, String> {
                 if options.signing_keys.is_empty() {
                     return Err(format!("--source {spec} needs at least one --signing-key KID:SECRET"));
                 }
-                let mut keys = SigningKeys::new();
-                for text in &options.signing_keys {
-                    keys = keys.with_kid_secret(text).map_err(|e| format!("--signing-key: {e}"))?;
-                }
-                Arc::new(SignedHeader::from_name(name, keys).map_err(|e| format!("--source {spec}: {e}"))?)
+                let keys = SigningKeys::parse_kid_secrets(&options.signing_keys)
+                    .map_err(|e| format!("--signing-key: {e}"))?;
+                let name = HeaderName::try_from(name)
+                    .map_err(|_| format!("--source {spec}: `{name}` is not a header name"))?;
+                Arc::new(SignedHeader::new(name, keys))
             }
             _ => return Err(format!("--source: `{spec}` is not one of peer | xff | xff-hops:N | forwarded | forwarded-hops:N | header:NAME | signed:NAME")),
         };
@@ -263,9 +288,18 @@ fn json_response(status: StatusCode, body: Value) -> Response {
 }
 
 fn key_text(app: &App, request: &Request) -> Value {
-    match app.key.extract_key(&RequestView::new(request)) {
-        Some(key) => Value::String(key.to_string()),
-        None => Value::Null,
+    let Some(key) = app.key.extract_key(&RequestView::new(request)) else {
+        return Value::Null;
+    };
+    // The key is the client's prefix: show its length when it is shorter than the address.
+    let (len, full) = match key.ip() {
+        std::net::IpAddr::V4(_) => (app.key.ipv4_prefix_len(), 32),
+        std::net::IpAddr::V6(_) => (app.key.ipv6_prefix_len(), 128),
+    };
+    if len < full {
+        Value::String(format!("{key}/{len}"))
+    } else {
+        Value::String(key.to_string())
     }
 }
 
@@ -361,10 +395,7 @@ fn build_router(options: &Options) -> Result<Router, String> {
         .ipv6_prefix(options.ipv6_prefix)
         .and_then(|key| key.ipv4_prefix(options.ipv4_prefix))
         .map_err(|e| e.to_string())?;
-    let app = Arc::new(App {
-        sources,
-        key: key.clone(),
-    });
+    let app = Arc::new(App { sources, key });
 
     let root_app = Arc::clone(&app);
     let explain_app = Arc::clone(&app);
@@ -381,12 +412,13 @@ fn build_router(options: &Options) -> Result<Router, String> {
         if let Some(burst) = options.burst {
             quota = quota.allow_burst(burst);
         }
-        let limit = RateLimitLayer::builder(quota)
+        let mut limit = RateLimitLayer::builder(quota)
             .key(key)
-            .hide_timing(options.hide_retry_after)
-            .ratelimit_headers(options.ratelimit_headers)
-            .build()
-            .map_err(|e| format!("--quota: {e}"))?;
+            .ratelimit_headers(options.ratelimit_headers);
+        if options.hide_retry_after {
+            limit = limit.hide_timing();
+        }
+        let limit = limit.build().map_err(|e| format!("--quota: {e}"))?;
         router = router.layer(limit);
     }
     Ok(router.layer(client_ip))
@@ -439,6 +471,21 @@ fn main() -> ExitCode {
         match listener.local_addr() {
             Ok(addr) => println!("listening on {addr}"),
             Err(error) => eprintln!("warning: local address unknown: {error}"),
+        }
+        #[cfg(feature = "proxy-protocol")]
+        if let Some(trusted) = options.proxy_protocol {
+            use tower_bouncer::client_ip::PeerAddr;
+            use tower_bouncer::proxy_protocol::{ProxyProtocolConfig, ProxyProtocolListener};
+
+            let listener = ProxyProtocolListener::new(listener, ProxyProtocolConfig::new(trusted));
+            let service = router.into_make_service_with_connect_info::<PeerAddr>();
+            return match axum::serve(listener, service).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("error: server stopped: {error}");
+                    ExitCode::FAILURE
+                }
+            };
         }
         let service = router.into_make_service_with_connect_info::<SocketAddr>();
         match axum::serve(listener, service).await {

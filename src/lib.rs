@@ -1,16 +1,61 @@
 //! Find the real client IP behind proxies — without letting a client lie about it — and
 //! rate-limit on it with GCRA.
 //!
-//! The crate docs are completed as the modules land; see [`client_ip`].
+//! # The threat model in a paragraph
+//!
+//! Anyone can send any header. A forwarding header (`X-Forwarded-For`, `Forwarded`,
+//! `CF-Connecting-IP`, …) is true only in the parts your own proxies wrote, and only when the
+//! request really came through them. So tower-bouncer reads a forwarding header only when the
+//! socket peer is a proxy you trust, walks lists from the right (the entries your proxies
+//! appended) and takes the first address that is not one of your proxies; anything it cannot
+//! believe on the way — garbage, `unknown`, a duplicated single-value header, a bad signature —
+//! **stops** the resolution instead of being skipped, because skipping would let the client pick
+//! which entry or which source answers. What the client wrote on the left never matters. The rate
+//! limiter then keys on that address (IPv6 on its /64 by default, since one subscriber holds at
+//! least that much), or on an identity your authentication layer put in the request.
+//!
+//! # Which source for which deployment
+//!
+//! | Deployment | Source |
+//! |---|---|
+//! | Clients connect directly | [`client_ip::SocketPeer`] |
+//! | nginx / Caddy / HAProxy in front | `XForwardedFor::rightmost_untrusted` with the proxy's addresses |
+//! | Cloudflare straight to the app | `TrustedHeader::cf_connecting_ip` |
+//! | Cloudflare → nginx → app | `XForwardedFor::rightmost_untrusted` with loopback and Cloudflare's ranges |
+//! | Several proxies you count, not list | `XForwardedFor::hop_count` |
+//! | Serverless multi-hop | a `Chain` of the signed header, then `CF-Connecting-IP` |
+//!
+//! The [`client_ip`] module documents each source and the attacks each one withstands.
+//!
+//! # Shape
+//!
+//! ```text
+//! request ──► ClientIpLayer ──────────► RateLimitLayer ─────────► your service
+//!             sources → ClientIp          key = f(ClientIp, identity, route)
+//!             into extensions             GCRA in a Store → 429, or pass
+//! ```
+//!
+//! # Features
+//!
+//! | Feature | Default | What it adds |
+//! |---|---|---|
+//! | `memory` | yes | the in-memory rate-limit store |
+//! | `axum` | yes | Axum's `ConnectInfo` as the peer, the [`ClientIp`] extractor |
+//! | `signed` | yes | the signed client-IP header for multi-hop deployments |
+//! | `tonic` | no | Tonic's `TcpConnectInfo` as the peer |
 #![cfg_attr(docsrs, feature(doc_cfg))]
+#![forbid(unsafe_code)]
 
 pub mod client_ip;
 mod error;
+#[cfg(feature = "proxy-protocol")]
+pub mod proxy_protocol;
 pub mod rate_limit;
 pub mod store;
 
 pub use client_ip::{ClientIp, ClientIpLayer, ClientIpService};
 pub use error::ConfigError;
+pub use rate_limit::{Quota, RateLimit, RateLimitLayer};
 
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

@@ -5,12 +5,13 @@
 //! exactly its burst, and NOSCRIPT after `SCRIPT FLUSH` on every node is handled per node.
 #![cfg(feature = "redis")]
 
-mod support;
+#[path = "support/redis_server.rs"]
+mod redis_server;
 
 use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
-use support::redis_server::{redis_available, RedisCluster};
+use redis_server::{redis_available, RedisCluster};
 use tower_bouncer::rate_limit::Quota;
 use tower_bouncer::store::{FailurePolicy, RedisStore, Store};
 

@@ -6,12 +6,13 @@
 //! next cell and full-after, to the nanosecond.
 #![cfg(feature = "redis")]
 
-mod support;
+#[path = "support/redis_server.rs"]
+mod redis_server;
 
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use support::redis_server::{redis_available, RedisServer};
+use redis_server::{redis_available, RedisServer};
 use tower_bouncer::rate_limit::Quota;
 use tower_bouncer::store::{Clock, ManualClock, MemoryStore, RedisStore, Store};
 

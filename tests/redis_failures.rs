@@ -4,13 +4,14 @@
 //! to one timeout per probe interval, and decisions go through Redis again once it is back.
 #![cfg(feature = "redis")]
 
-mod support;
+#[path = "support/redis_server.rs"]
+mod redis_server;
 
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::redis_server::{redis_available, RedisServer};
+use redis_server::{redis_available, RedisServer};
 use tower_bouncer::rate_limit::Quota;
 use tower_bouncer::store::{
     Decision, FailurePolicy, MemoryStore, RedisStore, Store, StoreError, StoreErrorKind,

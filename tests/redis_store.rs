@@ -2,14 +2,15 @@
 //! the script, NOSCRIPT recovery, expiry, a shared limit across connections, the deny cache.
 #![cfg(feature = "redis")]
 
-mod support;
+#[path = "support/redis_server.rs"]
+mod redis_server;
 
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use support::redis_server::{redis_available, RedisServer};
+use redis_server::{redis_available, RedisServer};
 use tower_bouncer::rate_limit::Quota;
 use tower_bouncer::store::{FailurePolicy, RedisStore, RedisStoreBuilder, Store, StoreErrorKind};
 

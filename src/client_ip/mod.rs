@@ -3,9 +3,11 @@
 //! (Module documentation is completed with the sources.)
 
 mod layer;
+mod parse;
 mod request;
 mod service;
 mod source;
+mod trusted;
 mod value;
 
 #[cfg(feature = "axum")]
@@ -16,5 +18,10 @@ pub use extract::MissingClientIp;
 pub use layer::{ClientIpLayer, OnUnresolved};
 pub use request::{PeerAddr, RequestView};
 pub use service::{ClientIpService, ResponseFuture};
+pub use source::{Chain, TrustedHeader};
+pub use source::{Forwarded, XForwardedFor};
 pub use source::{Reason, Resolution, ResolveClientIp, SocketPeer};
+#[cfg(feature = "signed")]
+pub use source::{SignedHeader, Signer, SigningKey, SigningKeys};
+pub use trusted::{TrustedRanges, CLOUDFLARE_RANGES_DATE};
 pub use value::{ClientIp, SourceKind};

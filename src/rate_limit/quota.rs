@@ -93,7 +93,9 @@ impl Quota {
         }
     }
 
-    /// The time for one cell to come back.
+    /// The time for one cell to come back (whole nanoseconds, truncated: `1/s` divided by 3 is
+    /// 333,333,333 ns). Zero only above 10⁹ cells per second; the stores count it as 1 ns, like
+    /// governor.
     pub const fn replenish_interval(&self) -> Duration {
         self.inner.replenish_interval()
     }

@@ -221,6 +221,18 @@ impl fmt::Display for Reason {
     }
 }
 
+mod chain;
+mod forwarded;
+mod header;
 mod peer;
+#[cfg(feature = "signed")]
+mod signed;
+mod xff;
 
+pub use chain::Chain;
+pub use forwarded::Forwarded;
+pub use header::TrustedHeader;
 pub use peer::SocketPeer;
+#[cfg(feature = "signed")]
+pub use signed::{SignedHeader, Signer, SigningKey, SigningKeys};
+pub use xff::XForwardedFor;

@@ -11,8 +11,8 @@ use std::sync::Arc;
 /// key of the bucket. Distinct keys must write distinct bytes, or they share one bucket.
 ///
 /// The built-in encodings are readable in `redis-cli`: strings as they are, integers in
-/// decimal, IP addresses in their usual text form, byte arrays in lowercase hex, `()` (one
-/// global bucket) as nothing. Tuples join their parts with `|`, each part with `|` and `%`
+/// decimal, IP addresses (and the layer's [`MaskedIp`](crate::rate_limit::MaskedIp)) in their
+/// usual text form, byte arrays in lowercase hex, `()` (one global bucket) as nothing. Tuples join their parts with `|`, each part with `|` and `%`
 /// escaped as `%7C` and `%25`, so `("a|b", "c")` and `("a", "b|c")` stay two buckets.
 ///
 /// # Example
@@ -157,6 +157,49 @@ tuple_keys!(A, B);
 tuple_keys!(A, B, C);
 tuple_keys!(A, B, C, D);
 
+// The key values of the rate-limit layer's extractors.
+
+/// The masked client address in its text form (`203.0.113.0`, `2001:db8:1:2::`).
+impl RedisKey for crate::rate_limit::MaskedIp {
+    fn write_redis_key(&self, out: &mut Vec<u8>) {
+        // Writing into a `Vec` cannot fail.
+        let _ = write!(out, "{self}");
+    }
+}
+
+/// `scope|key`, both parts escaped as in a tuple.
+impl<K: RedisKey> RedisKey for crate::rate_limit::ScopedKey<K> {
+    fn write_redis_key(&self, out: &mut Vec<u8>) {
+        write_part(self.scope(), out);
+        out.push(b'|');
+        write_part(self.key(), out);
+    }
+}
+
+/// `L|key` or `R|key`: the two kinds of key never share a bucket.
+impl<L: RedisKey, R: RedisKey> RedisKey for crate::rate_limit::Either<L, R> {
+    fn write_redis_key(&self, out: &mut Vec<u8>) {
+        match self {
+            Self::Left(key) => {
+                out.extend_from_slice(b"L|");
+                write_part(key, out);
+            }
+            Self::Right(key) => {
+                out.extend_from_slice(b"R|");
+                write_part(key, out);
+            }
+        }
+    }
+}
+
+/// The route template (`/users/{id}`).
+#[cfg(feature = "axum")]
+impl RedisKey for crate::rate_limit::RoutePath {
+    fn write_redis_key(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.as_str().as_bytes());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,5 +241,24 @@ mod tests {
         // Nested tuples stay distinct from flat ones.
         assert_eq!(name(&(("a", "b"), "c")), "a%7Cb|c");
         assert_ne!(name(&(("a", "b"), "c")), name(&("a", "b", "c")));
+    }
+
+    #[test]
+    fn the_layer_key_types() {
+        use crate::rate_limit::{Either, IpKey};
+        let key = IpKey::new();
+        assert_eq!(
+            name(&key.mask("2001:db8:1:2:3:4:5:6".parse().unwrap())),
+            "2001:db8:1:2::"
+        );
+        assert_eq!(
+            name(&key.mask("203.0.113.7".parse().unwrap())),
+            "203.0.113.7"
+        );
+        let left: Either<&str, u32> = Either::Left("7");
+        let right: Either<&str, u32> = Either::Right(7);
+        assert_eq!(name(&left), "L|7");
+        assert_eq!(name(&right), "R|7");
+        assert_eq!(name(&Either::<&str, u32>::Left("a|b")), "L|a%7Cb");
     }
 }

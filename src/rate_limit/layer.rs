@@ -1,0 +1,501 @@
+use std::borrow::Cow;
+use std::fmt;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use http::Response;
+use tower_layer::Layer;
+
+use super::response::{DenyFn, PolicyFields, Responder};
+use super::{ExtractKey, Quota, RateLimit, RateLimited, RetryAfter};
+use crate::client_ip::RequestView;
+use crate::store::Store;
+use crate::ConfigError;
+
+#[cfg(feature = "memory")]
+use super::{IpKey, MaskedIp};
+#[cfg(feature = "memory")]
+use crate::store::MemoryStore;
+
+/// What the layer does with a request whose key cannot be computed (for [`IpKey`](super::IpKey):
+/// no [`ClientIp`](crate::ClientIp) in the extensions; for
+/// [`ExtensionKey`](super::ExtensionKey): no identity).
+///
+/// Such a request is never counted in some shared bucket, and never makes the layer panic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum MissingKey {
+    /// Answer `500 Internal Server Error` with a body naming the cause: a missing key is a
+    /// server misconfiguration (typically no `ClientIpLayer` in front of the rate limiter),
+    /// and failing loudly finds it in the first test. Logged at `error` level. The default.
+    #[default]
+    Reject,
+    /// Let the request through without limiting it, logged at `warn` level. For keys that are
+    /// legitimately absent on some requests — but then consider [`ExtractKey::or`] to fall back
+    /// to another key instead.
+    Allow,
+}
+
+/// How much a request costs, in cells of the quota.
+pub(crate) enum Cost {
+    Fixed(NonZeroU32),
+    Computed(Arc<dyn Fn(&RequestView<'_>) -> u32 + Send + Sync>),
+}
+
+impl fmt::Debug for Cost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Fixed(cost) => f.debug_tuple("Fixed").field(cost).finish(),
+            Self::Computed(_) => f.write_str("Computed(<closure>)"),
+        }
+    }
+}
+
+/// The configuration of one layer, checked at build time and shared by every service.
+pub(crate) struct Config<K, St, B> {
+    pub(crate) extractor: K,
+    pub(crate) store: St,
+    pub(crate) quota: Quota,
+    pub(crate) cost: Cost,
+    pub(crate) on_missing_key: MissingKey,
+    pub(crate) responder: Arc<Responder<B>>,
+}
+
+/// A [`Layer`] that rate-limits requests with GCRA: each request is charged to a key (the
+/// client IP by default) in a [`Store`]; a request over the quota gets a `429 Too Many
+/// Requests` instead of reaching the inner service.
+///
+/// [`RateLimitLayer::new`] is the client IP (masked to /64 for IPv6), the in-memory store and
+/// a cost of 1; [`RateLimitLayer::builder`] sets everything else. The [module
+/// docs](super) have complete examples. Cloning the layer, and the services it builds, shares
+/// one configuration and one store.
+///
+/// `B` is the body type of a [custom deny response](RateLimitLayerBuilder::deny_response)
+/// (`&'static str` when there is none).
+pub struct RateLimitLayer<K, St, B = &'static str> {
+    config: Arc<Config<K, St, B>>,
+}
+
+#[cfg(feature = "memory")]
+#[cfg_attr(docsrs, doc(cfg(feature = "memory")))]
+impl RateLimitLayer<IpKey, MemoryStore<MaskedIp>> {
+    /// Limits each client IP (IPv6 masked to /64) to `quota`, in a fresh in-memory store, at a
+    /// cost of 1 per request, with `Retry-After` on every 429.
+    ///
+    /// The client IP comes from the [`ClientIp`](crate::ClientIp) extension: put a
+    /// [`ClientIpLayer`](crate::ClientIpLayer) in front of this layer.
+    ///
+    /// ```
+    /// use std::num::NonZeroU32;
+    /// use tower_bouncer::rate_limit::{Quota, RateLimitLayer};
+    ///
+    /// let layer = RateLimitLayer::new(Quota::per_minute(NonZeroU32::new(60).unwrap()));
+    /// # let _ = layer;
+    /// ```
+    pub fn new(quota: Quota) -> Self {
+        Self::assemble(
+            IpKey::new(),
+            MemoryStore::new(),
+            quota,
+            Cost::Fixed(NonZeroU32::MIN),
+            MissingKey::default(),
+            Responder {
+                quota,
+                timing: RetryAfter::Visible,
+                fields: None,
+                deny: None,
+                report_only: false,
+            },
+        )
+    }
+}
+
+impl RateLimitLayer<(), ()> {
+    /// A builder for a layer with `quota`: the client-IP key, the in-memory store (feature
+    /// `memory`; without it, give a store with [`store`](RateLimitLayerBuilder::store)) and a
+    /// cost of 1 until you set otherwise.
+    pub fn builder(quota: Quota) -> RateLimitLayerBuilder<super::IpKey, DefaultStore> {
+        RateLimitLayerBuilder {
+            quota,
+            extractor: super::IpKey::new(),
+            store: DefaultStore { _private: () },
+            cost: Cost::Fixed(NonZeroU32::MIN),
+            timing: RetryAfter::Visible,
+            ratelimit_headers: false,
+            policy_name: Cow::Borrowed("default"),
+            report_only: false,
+            on_missing_key: MissingKey::default(),
+            deny: None,
+        }
+    }
+}
+
+impl<K, St, B> RateLimitLayer<K, St, B> {
+    fn assemble(
+        extractor: K,
+        store: St,
+        quota: Quota,
+        cost: Cost,
+        on_missing_key: MissingKey,
+        responder: Responder<B>,
+    ) -> Self {
+        Self {
+            config: Arc::new(Config {
+                extractor,
+                store,
+                quota,
+                cost,
+                on_missing_key,
+                responder: Arc::new(responder),
+            }),
+        }
+    }
+
+    /// The quota.
+    pub fn quota(&self) -> Quota {
+        self.config.quota
+    }
+
+    /// The key extractor.
+    pub fn key(&self) -> &K {
+        &self.config.extractor
+    }
+
+    /// The store (shared by every clone of this layer and every service it built).
+    pub fn store(&self) -> &St {
+        &self.config.store
+    }
+
+    /// `true` in report-only mode.
+    pub fn is_report_only(&self) -> bool {
+        self.config.responder.report_only
+    }
+}
+
+impl<K, St, B> Clone for RateLimitLayer<K, St, B> {
+    fn clone(&self) -> Self {
+        Self {
+            config: Arc::clone(&self.config),
+        }
+    }
+}
+
+impl<K: fmt::Debug, St: fmt::Debug, B> fmt::Debug for RateLimitLayer<K, St, B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt_config(&self.config, f.debug_struct("RateLimitLayer")).finish()
+    }
+}
+
+pub(crate) fn fmt_config<'a, 'b, K: fmt::Debug, St: fmt::Debug, B>(
+    config: &Config<K, St, B>,
+    mut debug: fmt::DebugStruct<'a, 'b>,
+) -> fmt::DebugStruct<'a, 'b> {
+    debug
+        .field("key", &config.extractor)
+        .field("store", &config.store)
+        .field("quota", &config.quota)
+        .field("cost", &config.cost)
+        .field("on_missing_key", &config.on_missing_key)
+        .field("responses", &config.responder);
+    debug
+}
+
+impl<S, K, St, B> Layer<S> for RateLimitLayer<K, St, B> {
+    type Service = RateLimit<S, K, St, B>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RateLimit::new(inner, Arc::clone(&self.config))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Builder
+
+/// Builds a [`RateLimitLayer`]; made by [`RateLimitLayer::builder`].
+///
+/// Every setter returns the builder; [`build`](Self::build) checks the whole configuration once
+/// and answers a [`ConfigError`] for one that cannot work.
+///
+/// `C` records where the store comes from: [`DefaultStore`] (a fresh in-memory store made at
+/// build time, keyed by whatever key you choose) or [`WithStore`] (the one you gave).
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct RateLimitLayerBuilder<K, C, B = &'static str> {
+    quota: Quota,
+    extractor: K,
+    store: C,
+    cost: Cost,
+    timing: RetryAfter,
+    ratelimit_headers: bool,
+    policy_name: Cow<'static, str>,
+    report_only: bool,
+    on_missing_key: MissingKey,
+    deny: Option<DenyFn<B>>,
+}
+
+impl<K, C, B> RateLimitLayerBuilder<K, C, B> {
+    /// Sets the key extractor: what a request is counted against (see [`ExtractKey`] and the
+    /// built-in keys). The default is [`IpKey::new()`](super::IpKey::new).
+    pub fn key<K2: ExtractKey>(self, key: K2) -> RateLimitLayerBuilder<K2, C, B> {
+        RateLimitLayerBuilder {
+            quota: self.quota,
+            extractor: key,
+            store: self.store,
+            cost: self.cost,
+            timing: self.timing,
+            ratelimit_headers: self.ratelimit_headers,
+            policy_name: self.policy_name,
+            report_only: self.report_only,
+            on_missing_key: self.on_missing_key,
+            deny: self.deny,
+        }
+    }
+
+    /// Sets the store. Give two layers clones of one store to let them share buckets (with
+    /// [`Scoped`](super::Scoped) keys to choose which).
+    pub fn store<St>(self, store: St) -> RateLimitLayerBuilder<K, WithStore<St>, B> {
+        RateLimitLayerBuilder {
+            quota: self.quota,
+            extractor: self.extractor,
+            store: WithStore(store),
+            cost: self.cost,
+            timing: self.timing,
+            ratelimit_headers: self.ratelimit_headers,
+            policy_name: self.policy_name,
+            report_only: self.report_only,
+            on_missing_key: self.on_missing_key,
+            deny: self.deny,
+        }
+    }
+
+    /// Every request costs `cost` cells (1 by default). A cost above the quota's burst can
+    /// never pass: [`build`](Self::build) rejects it.
+    pub fn cost(mut self, cost: NonZeroU32) -> Self {
+        self.cost = Cost::Fixed(cost);
+        self
+    }
+
+    /// Each request costs what `cost` computes from it (a heavy endpoint can cost 10).
+    ///
+    /// A computed cost above the burst can never pass: such a request gets a 429 **without**
+    /// any retry hint, since waiting would not help. A computed cost of **0** is treated the
+    /// same way: 0 almost always means a bug in the closure, and failing closed is safer than
+    /// a silent bypass of the limit. To exempt a route, leave it outside the layer
+    /// (`route_layer` on the routes that are limited).
+    pub fn cost_fn<F>(mut self, cost: F) -> Self
+    where
+        F: Fn(&RequestView<'_>) -> u32 + Send + Sync + 'static,
+    {
+        self.cost = Cost::Computed(Arc::new(cost));
+        self
+    }
+
+    /// Whether responses carry timing hints ([`RetryAfter::Visible`] by default).
+    pub fn retry_after(mut self, timing: RetryAfter) -> Self {
+        self.timing = timing;
+        self
+    }
+
+    /// Removes every timing hint: `retry_after(RetryAfter::Hidden)`.
+    pub fn hide_timing(self) -> Self {
+        self.retry_after(RetryAfter::Hidden)
+    }
+
+    /// Adds the IETF fields of draft-ietf-httpapi-ratelimit-headers-10 to every response
+    /// (allowed and denied): `RateLimit-Policy: "default";q=100;w=60` (the burst, and the
+    /// seconds to refill it) and `RateLimit: "default";r=37;t=1` (cells left, and seconds
+    /// until at least one more is available). No partition key is sent, so the client IP
+    /// never appears. Off by default; incompatible with [`hide_timing`](Self::hide_timing).
+    pub fn ratelimit_headers(mut self, enabled: bool) -> Self {
+        self.ratelimit_headers = enabled;
+        self
+    }
+
+    /// The policy name in the IETF fields (`"default"` by default): printable ASCII without
+    /// `"` or `\`, 1 to 64 characters, checked by [`build`](Self::build). Give stacked layers
+    /// different names.
+    pub fn policy_name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.policy_name = name.into();
+        self
+    }
+
+    /// Report-only mode: decide and log every request, deny none — how a careful operator rolls
+    /// a limit out.
+    ///
+    /// A request that would have been denied is logged exactly like a denial (`info`, with
+    /// `report_only = true`) and passes; its response carries a [`RateLimited`] extension
+    /// (with [`is_report_only`](RateLimited::is_report_only) `true`) so an outer layer can
+    /// count would-be denials. Responses carry **no** `Retry-After` or `RateLimit` fields in
+    /// this mode, since clients that honour them would change their behaviour under a limit
+    /// that is not enforced. A request without a key passes too (logged at `warn`).
+    pub fn report_only(mut self, enabled: bool) -> Self {
+        self.report_only = enabled;
+        self
+    }
+
+    /// What happens to a request whose key cannot be computed ([`MissingKey::Reject`] by
+    /// default).
+    pub fn on_missing_key(mut self, policy: MissingKey) -> Self {
+        self.on_missing_key = policy;
+        self
+    }
+
+    /// Answers denials with the response `deny` builds instead of the default JSON 429.
+    ///
+    /// The layer then adds `Retry-After` (unless the closure set it) and the IETF fields as
+    /// configured — nothing when timing is hidden — and the [`RateLimited`] extension. The body
+    /// type `B2` must convert into the service's response body (`axum::body::Body` for an
+    /// `axum::response::Response`, or `&'static str`).
+    ///
+    /// ```
+    /// use std::num::NonZeroU32;
+    /// use http::{Response, StatusCode};
+    /// use tower_bouncer::rate_limit::{Quota, RateLimitLayer};
+    ///
+    /// let layer = RateLimitLayer::builder(Quota::per_second(NonZeroU32::new(5).unwrap()))
+    ///     .deny_response(|_limited| {
+    ///         let mut response = Response::new("slow down");
+    ///         *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+    ///         response
+    ///     })
+    ///     .build()?;
+    /// # let _ = layer;
+    /// # Ok::<(), tower_bouncer::ConfigError>(())
+    /// ```
+    pub fn deny_response<B2, F>(self, deny: F) -> RateLimitLayerBuilder<K, C, B2>
+    where
+        F: Fn(&RateLimited) -> Response<B2> + Send + Sync + 'static,
+    {
+        RateLimitLayerBuilder {
+            quota: self.quota,
+            extractor: self.extractor,
+            store: self.store,
+            cost: self.cost,
+            timing: self.timing,
+            ratelimit_headers: self.ratelimit_headers,
+            policy_name: self.policy_name,
+            report_only: self.report_only,
+            on_missing_key: self.on_missing_key,
+            deny: Some(Arc::new(deny)),
+        }
+    }
+}
+
+impl<K, C, B> RateLimitLayerBuilder<K, C, B>
+where
+    K: ExtractKey,
+    C: ProvideStore<K::Key>,
+{
+    /// Checks the configuration and builds the layer.
+    ///
+    /// # Errors
+    ///
+    /// - a fixed [`cost`](Self::cost) above the quota's burst (it could never pass);
+    /// - [`ratelimit_headers(true)`](Self::ratelimit_headers) together with
+    ///   [`hide_timing`](Self::hide_timing) (the fields are timing hints);
+    /// - a [`policy_name`](Self::policy_name) that cannot be sent in the fields.
+    pub fn build(self) -> Result<RateLimitLayer<K, C::Store, B>, ConfigError> {
+        if let Cost::Fixed(cost) = &self.cost {
+            if *cost > self.quota.burst() {
+                return Err(ConfigError::new(
+                    "the cost of a request is larger than the quota's burst: no request could ever pass",
+                ));
+            }
+        }
+        let fields = if self.ratelimit_headers {
+            if self.timing == RetryAfter::Hidden {
+                return Err(ConfigError::new(
+                    "ratelimit headers are timing hints: they cannot be enabled with hidden timing",
+                ));
+            }
+            Some(PolicyFields::new(&self.policy_name, &self.quota)?)
+        } else {
+            None
+        };
+        Ok(RateLimitLayer::assemble(
+            self.extractor,
+            self.store.provide_store(),
+            self.quota,
+            self.cost,
+            self.on_missing_key,
+            Responder {
+                quota: self.quota,
+                timing: self.timing,
+                fields,
+                deny: self.deny,
+                report_only: self.report_only,
+            },
+        ))
+    }
+}
+
+impl<K: fmt::Debug, C: fmt::Debug, B> fmt::Debug for RateLimitLayerBuilder<K, C, B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimitLayerBuilder")
+            .field("quota", &self.quota)
+            .field("key", &self.extractor)
+            .field("store", &self.store)
+            .field("cost", &self.cost)
+            .field("retry_after", &self.timing)
+            .field("ratelimit_headers", &self.ratelimit_headers)
+            .field("policy_name", &self.policy_name)
+            .field("report_only", &self.report_only)
+            .field("on_missing_key", &self.on_missing_key)
+            .field("custom_deny_response", &self.deny.is_some())
+            .finish()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Where the builder's store comes from
+
+/// Where a [`RateLimitLayerBuilder`] gets its store for keys of type `Key`: [`DefaultStore`]
+/// or [`WithStore`]. It lets [`key`](RateLimitLayerBuilder::key) change the key type while the
+/// default store follows. Sealed: only those two implement it.
+pub trait ProvideStore<Key>: sealed::Sealed {
+    /// The store the layer will use.
+    type Store: Store<Key>;
+
+    /// The store.
+    fn provide_store(self) -> Self::Store;
+}
+
+/// The builder's default: a fresh [`MemoryStore`](crate::store::MemoryStore) with default
+/// settings, made at build time for the chosen key type (feature `memory`).
+#[derive(Debug, Clone, Copy)]
+pub struct DefaultStore {
+    _private: (),
+}
+
+#[cfg(feature = "memory")]
+impl<Key> ProvideStore<Key> for DefaultStore
+where
+    MemoryStore<Key>: Store<Key>,
+    Key: std::hash::Hash + Eq + Clone + Send + Sync + 'static,
+{
+    type Store = MemoryStore<Key>;
+
+    fn provide_store(self) -> MemoryStore<Key> {
+        MemoryStore::new()
+    }
+}
+
+/// A store given to the builder with [`store`](RateLimitLayerBuilder::store).
+#[derive(Debug, Clone)]
+pub struct WithStore<St>(St);
+
+mod sealed {
+    /// Keeps [`ProvideStore`](super::ProvideStore) implemented by this crate only.
+    #[allow(unreachable_pub)] // public in a private module: the sealing pattern
+    pub trait Sealed {}
+
+    impl Sealed for super::DefaultStore {}
+    impl<St> Sealed for super::WithStore<St> {}
+}
+
+impl<Key, St: Store<Key>> ProvideStore<Key> for WithStore<St> {
+    type Store = St;
+
+    fn provide_store(self) -> St {
+        self.0
+    }
+}

@@ -1,0 +1,312 @@
+use std::fmt;
+use std::future::Future;
+use std::mem;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use http::{Request, Response, StatusCode};
+use tower_service::Service;
+
+use super::future::{Extra, Pending, ResponseFuture, Verdict};
+use super::layer::{fmt_config, Config, Cost};
+use super::response::{json_response, Responder, Timing, MISSING_KEY_BODY, STORE_ERROR_BODY};
+use super::{ExtractKey, MissingKey, RateLimited};
+use crate::client_ip::{ClientIp, RequestView};
+use crate::store::{Decision, Store, StoreError};
+
+/// The service built by [`RateLimitLayer`](super::RateLimitLayer): charges each request to its
+/// key and answers `429` when the quota is spent; see the [module docs](super).
+///
+/// It is always as ready as the inner service (`poll_ready` delegates) and never changes its
+/// error type: a denial is a response.
+///
+/// With a store that decides synchronously (the in-memory store), the decision is taken in
+/// `call` and the inner service is called right away. With a store that must wait (a network
+/// store), the future owns the ready inner service (and a clone takes its place) until the
+/// store has answered; the inner service must therefore be `Clone`, and the store's future
+/// `Unpin` (the memory store's `Ready` is; a network store returns a boxed future).
+pub struct RateLimit<S, K, St, B = &'static str> {
+    inner: S,
+    config: Arc<Config<K, St, B>>,
+}
+
+impl<S, K, St, B> RateLimit<S, K, St, B> {
+    pub(crate) fn new(inner: S, config: Arc<Config<K, St, B>>) -> Self {
+        Self { inner, config }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes this service, returning the inner one.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: Clone, K, St, B> Clone for RateLimit<S, K, St, B> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            config: Arc::clone(&self.config),
+        }
+    }
+}
+
+impl<S: fmt::Debug, K: fmt::Debug, St: fmt::Debug, B> fmt::Debug for RateLimit<S, K, St, B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut debug = f.debug_struct("RateLimit");
+        debug.field("inner", &self.inner);
+        fmt_config(&self.config, debug).finish()
+    }
+}
+
+impl<S, K, St, B, ReqBody, ResBody> Service<Request<ReqBody>> for RateLimit<S, K, St, B>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    K: ExtractKey,
+    St: Store<K::Key>,
+    St::Future: Unpin,
+    ResBody: From<&'static str> + From<B>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, St::Future, K::Key, B, ReqBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let config = &*self.config;
+        let view = RequestView::new(&request);
+        let Some(key) = config.extractor.extract_key(&view) else {
+            return match missing_key(config, &request) {
+                Some(response) => ResponseFuture::ready(response),
+                None => ResponseFuture::inner(self.inner.call(request), Extra::none()),
+            };
+        };
+        let cost = match &config.cost {
+            Cost::Fixed(cost) => cost.get(),
+            Cost::Computed(compute) => compute(&view),
+        };
+        let charge = NonZeroU32::new(cost).filter(|charge| *charge <= config.quota.burst());
+        let Some(charge) = charge else {
+            let verdict = never_passes(&config.responder, &request, &key, cost);
+            return finish(&mut self.inner, request, verdict);
+        };
+
+        let mut check = config.store.check(&key, &config.quota, charge);
+        // A store that decides synchronously (the memory store's future is `Ready`) answers on
+        // this first poll, and the inner service — made ready by `poll_ready` — is called
+        // right here: no clone of it, no state machine. Polling with a no-op waker is allowed:
+        // a future must wake the waker of its *latest* poll, and a pending check is polled
+        // again by the response future with the task's real waker.
+        match Pin::new(&mut check).poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(result) => {
+                let verdict = decide(&config.responder, &request, &key, cost, result);
+                finish(&mut self.inner, request, verdict)
+            }
+            Poll::Pending => {
+                // The ready service goes with the future; a clone takes its place and is
+                // driven to readiness by the next `poll_ready`.
+                let clone = self.inner.clone();
+                let service = mem::replace(&mut self.inner, clone);
+                ResponseFuture::checking(
+                    check,
+                    Pending {
+                        service,
+                        request,
+                        key,
+                        cost,
+                        responder: Arc::clone(&config.responder),
+                    },
+                )
+            }
+        }
+    }
+}
+
+/// Calls the inner service or answers, as the verdict says.
+fn finish<S, F, Key, B, ReqBody, ResBody>(
+    inner: &mut S,
+    request: Request<ReqBody>,
+    verdict: Verdict<Response<ResBody>>,
+) -> ResponseFuture<S, F, Key, B, ReqBody>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    match verdict {
+        Verdict::Pass(extra) => ResponseFuture::inner(inner.call(request), extra),
+        Verdict::Respond(response) => ResponseFuture::ready(response),
+    }
+}
+
+/// The request has no key: the configured outcome. `None` lets it through unlimited.
+fn missing_key<K, St, B, ReqBody, ResBody>(
+    config: &Config<K, St, B>,
+    request: &Request<ReqBody>,
+) -> Option<Response<ResBody>>
+where
+    K: fmt::Debug,
+    ResBody: From<&'static str>,
+{
+    if config.on_missing_key == MissingKey::Reject && !config.responder.report_only {
+        tracing::error!(
+            target: "tower_bouncer::rate_limit",
+            ip = %MaybeIp(client_ip(request)),
+            route = route(request),
+            key_extractor = ?config.extractor,
+            "rate limit: no key for the request (is ClientIpLayer, or the layer that sets the key, in front?); answering 500"
+        );
+        return Some(json_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            MISSING_KEY_BODY,
+        ));
+    }
+    tracing::warn!(
+        target: "tower_bouncer::rate_limit",
+        ip = %MaybeIp(client_ip(request)),
+        route = route(request),
+        key_extractor = ?config.extractor,
+        report_only = config.responder.report_only,
+        "rate limit: no key for the request; passing it unlimited"
+    );
+    None
+}
+
+/// The request costs 0 or more than the burst: it can never pass.
+fn never_passes<Key, B, ReqBody, R>(
+    responder: &Responder<B>,
+    request: &Request<ReqBody>,
+    key: &Key,
+    cost: u32,
+) -> Verdict<Response<R>>
+where
+    Key: fmt::Debug,
+    R: From<&'static str> + From<B>,
+{
+    tracing::info!(
+        target: "tower_bouncer::rate_limit",
+        ip = %MaybeIp(client_ip(request)),
+        key = ?key,
+        route = route(request),
+        cost,
+        burst = responder.quota.burst().get(),
+        report_only = responder.report_only,
+        "rate limit: denied; the cost can never fit in the burst"
+    );
+    let limited = RateLimited::new(None, responder.quota, cost, responder.report_only);
+    if responder.report_only {
+        return Verdict::Pass(Extra::report(limited));
+    }
+    Verdict::Respond(responder.deny(limited, None))
+}
+
+/// What a store decision means for the request, with its one tracing event.
+pub(crate) fn decide<Key, B, ReqBody, R>(
+    responder: &Responder<B>,
+    request: &Request<ReqBody>,
+    key: &Key,
+    cost: u32,
+    result: Result<Decision, StoreError>,
+) -> Verdict<Response<R>>
+where
+    Key: fmt::Debug,
+    R: From<&'static str> + From<B>,
+{
+    let decision = match result {
+        Ok(decision) => decision,
+        Err(error) => {
+            tracing::error!(
+                target: "tower_bouncer::rate_limit",
+                ip = %MaybeIp(client_ip(request)),
+                key = ?key,
+                route = route(request),
+                cost,
+                error = %error,
+                report_only = responder.report_only,
+                "rate limit: the store failed"
+            );
+            if responder.report_only {
+                return Verdict::Pass(Extra::none());
+            }
+            return Verdict::Respond(json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                STORE_ERROR_BODY,
+            ));
+        }
+    };
+    if decision.allowed() {
+        tracing::debug!(
+            target: "tower_bouncer::rate_limit",
+            ip = %MaybeIp(client_ip(request)),
+            key = ?key,
+            route = route(request),
+            cost,
+            remaining = decision.remaining(),
+            "rate limit: allowed"
+        );
+        return Verdict::Pass(Extra::fields(responder.allowed_fields(&decision)));
+    }
+    // A denial without a wait (a store saying the cost can never fit) gets no retry hint.
+    let timing = decision
+        .retry_after()
+        .map(|_| Timing::of(&decision, &responder.quota, responder.fields.is_some()));
+    tracing::info!(
+        target: "tower_bouncer::rate_limit",
+        ip = %MaybeIp(client_ip(request)),
+        key = ?key,
+        route = route(request),
+        cost,
+        retry_after_secs = timing.and_then(|timing| timing.retry_after),
+        report_only = responder.report_only,
+        "rate limit: denied"
+    );
+    let limited = RateLimited::new(
+        decision.retry_after(),
+        responder.quota,
+        cost,
+        responder.report_only,
+    );
+    if responder.report_only {
+        return Verdict::Pass(Extra::report(limited));
+    }
+    Verdict::Respond(responder.deny(limited, timing))
+}
+
+fn client_ip<B>(request: &Request<B>) -> Option<IpAddr> {
+    request.extensions().get::<ClientIp>().map(ClientIp::ip)
+}
+
+/// The route for logs: the matched route template when Axum set one, else the path (logs only;
+/// keys never use the raw path).
+fn route<B>(request: &Request<B>) -> &str {
+    #[cfg(feature = "axum")]
+    if let Some(path) = request.extensions().get::<axum::extract::MatchedPath>() {
+        return path.as_str();
+    }
+    request.uri().path()
+}
+
+/// An optional address for a log field: the address, or `none`.
+struct MaybeIp(Option<IpAddr>);
+
+impl fmt::Display for MaybeIp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Some(ip) => fmt::Display::fmt(ip, f),
+            None => f.write_str("none"),
+        }
+    }
+}
