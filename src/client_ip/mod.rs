@@ -2,6 +2,7 @@
 //!
 //! (Module documentation is completed with the sources.)
 
+mod explanation;
 mod layer;
 mod parse;
 mod request;
@@ -13,6 +14,7 @@ mod value;
 #[cfg(feature = "axum")]
 mod extract;
 
+pub use explanation::{Explanation, Step, Verdict};
 #[cfg(feature = "axum")]
 pub use extract::MissingClientIp;
 pub use layer::{ClientIpLayer, OnUnresolved};
@@ -21,7 +23,7 @@ pub use service::{ClientIpService, ResponseFuture};
 pub use source::{Chain, TrustedHeader};
 pub use source::{Forwarded, XForwardedFor};
 pub use source::{Reason, Resolution, ResolveClientIp, SocketPeer};
-pub use trusted::{TrustedRanges, CLOUDFLARE_RANGES_DATE};
 #[cfg(feature = "signed")]
 pub use source::{SignedHeader, Signer, SigningKey, SigningKeys};
+pub use trusted::{TrustedRanges, CLOUDFLARE_RANGES_DATE};
 pub use value::{ClientIp, SourceKind};

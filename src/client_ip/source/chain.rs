@@ -1,7 +1,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::client_ip::{Reason, RequestView, Resolution, ResolveClientIp};
+use crate::client_ip::{Explanation, Reason, RequestView, Resolution, ResolveClientIp};
 
 /// Several sources tried in order: the first that resolves wins.
 ///
@@ -105,6 +105,31 @@ impl ResolveClientIp for Chain {
             }
         }
         Resolution::Absent(last_absent)
+    }
+
+    /// Each source's explanation, in order, up to the one that decided (the sources after it
+    /// are not run, as in `resolve`); the answer is combined by the same rules.
+    fn explain(&self, request: &RequestView<'_>) -> Explanation {
+        let mut children = Vec::with_capacity(self.sources.len());
+        let mut last_absent = Reason::HeaderMissing;
+        let mut answer = None;
+        for source in &self.sources {
+            let child = source.explain(request);
+            let resolution = child.resolution();
+            children.push(child);
+            match resolution {
+                Resolution::Absent(reason) => last_absent = reason,
+                decided => {
+                    answer = Some(decided);
+                    break;
+                }
+            }
+        }
+        let resolution = answer.unwrap_or(Resolution::Absent(last_absent));
+        children.into_iter().fold(
+            Explanation::new("chain", resolution),
+            Explanation::with_child,
+        )
     }
 }
 
