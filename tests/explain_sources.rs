@@ -281,7 +281,7 @@ fn hop_count_counts_then_stops_on_garbage() {
 }
 
 #[test]
-fn chain_explains_each_source_up_to_the_one_that_decided() {
+fn chain_explains_every_source_and_which_one_decided() {
     let chain = Chain::new()
         .then(signed())
         .then(TrustedHeader::x_real_ip(trusted()))
@@ -321,7 +321,9 @@ fn chain_explains_each_source_up_to_the_one_that_decided() {
             .sign("203.0.113.7".parse().unwrap(), NOW - 3600),
     );
     let explanation = chain.explain(&RequestView::new(&request));
-    assert_eq!(explanation.children().len(), 1);
+    // Every source is explained; the first one decided.
+    assert_eq!(explanation.children().len(), 3);
+    assert_eq!(explanation.decided_by(), Some(0));
     assert_eq!(
         explanation.resolution(),
         Resolution::Untrustworthy(Reason::SignatureExpired)

@@ -19,7 +19,8 @@ const MAX_TEXT: usize = 256;
 /// How one source reached its answer for one request.
 ///
 /// Built by [`ResolveClientIp::explain`]. For a [`Chain`](super::Chain), each source of the
-/// chain has its own explanation in [`children`](Self::children), in the order they were tried.
+/// chain has its own explanation in [`children`](Self::children), in order, and
+/// [`decided_by`](Self::decided_by) says which one's answer is the chain's.
 ///
 /// ```
 /// use std::net::SocketAddr;

@@ -116,7 +116,12 @@ pub(super) fn json(report: &Report) -> String {
             if index > 0 {
                 out.push(',');
             }
-            source_json(out, source, report.is_decisive(index));
+            source_json(
+                out,
+                source,
+                report.is_decisive(index),
+                report.is_after_decision(index),
+            );
         }
         out.push(']');
     }
@@ -159,12 +164,13 @@ pub(super) fn json(report: &Report) -> String {
     out
 }
 
-fn source_json(out: &mut String, source: &Explanation, used: bool) {
+fn source_json(out: &mut String, source: &Explanation, used: bool, not_reached: bool) {
     let resolution = source.resolution();
     let mut object = Object::open(out);
     object.string("source", source.name());
     object.string("outcome", outcome(resolution));
     object.raw("used", used);
+    object.raw("reached", !not_reached);
     match resolution {
         Resolution::Resolved { ip, source: kind } => {
             object.string("ip", &ip.to_string());
@@ -251,7 +257,7 @@ th{font-size:12px;color:#5b6573;font-weight:600;border-top:0}\
 .tag{display:inline-block;border-radius:10px;padding:1px 9px;font-size:12px;font-weight:600}\
 .resolved,.client{background:#dcf5e3;color:#17612f}.absent,.counted,.trusted_proxy,.replaced{background:#e8ebf0;color:#3c4550}\
 .untrustworthy,.stopped{background:#fde0df;color:#8c1d18}.used{border-left:4px solid #2f7d4a}\
-.muted{color:#5b6573;font-size:13px}";
+.muted{color:#5b6573;font-size:13px}.unreached{opacity:.6}";
 
 /// The HTML page: no script, no external resource, every dynamic string escaped.
 pub(super) fn page(report: &Report) -> String {
@@ -343,7 +349,12 @@ pub(super) fn page(report: &Report) -> String {
 
     out.push_str("<h2>Sources, in the order they are tried</h2>");
     for (index, source) in report.sources().iter().enumerate() {
-        source_html(&mut out, source, report.is_decisive(index));
+        source_html(
+            &mut out,
+            source,
+            report.is_decisive(index),
+            report.is_after_decision(index),
+        );
     }
     if report.sources().is_empty() {
         out.push_str("<p class=\"card muted\">No source is configured.</p>");
@@ -360,12 +371,12 @@ fn tag(out: &mut String, class: &str, text: &str) {
     out.push_str("</span>");
 }
 
-fn source_html(out: &mut String, source: &Explanation, used: bool) {
+fn source_html(out: &mut String, source: &Explanation, used: bool, not_reached: bool) {
     let resolution = source.resolution();
-    out.push_str(if used {
-        "<section class=\"card used source\">"
-    } else {
-        "<section class=\"card source\">"
+    out.push_str(match (used, not_reached) {
+        (true, _) => "<section class=\"card used source\">",
+        (false, true) => "<section class=\"card source unreached\">",
+        (false, false) => "<section class=\"card source\">",
     });
     out.push_str("<div><code><b>");
     html(out, source.name());
@@ -386,6 +397,11 @@ fn source_html(out: &mut String, source: &Explanation, used: bool) {
     }
     if used {
         out.push_str(" <span class=\"muted\">(this source decided)</span>");
+    }
+    if not_reached {
+        out.push_str(
+            " <span class=\"muted\">(not reached: an earlier source decided; shown for comparison)</span>",
+        );
     }
     out.push_str("</div>");
     if let Some(trusted) = source.trusted() {

@@ -65,6 +65,16 @@ impl Report {
         }
     }
 
+    /// Whether `index` (into [`sources`](Self::sources)) comes after the source that decided:
+    /// the layer never runs it.
+    pub(super) fn is_after_decision(&self, index: usize) -> bool {
+        self.explanation.name() == "chain"
+            && self
+                .explanation
+                .decided_by()
+                .is_some_and(|decided| index > decided)
+    }
+
     /// Whether `index` (into [`sources`](Self::sources)) is the source whose answer counts.
     pub(super) fn is_decisive(&self, index: usize) -> bool {
         if self.explanation.name() == "chain" {

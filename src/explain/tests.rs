@@ -61,8 +61,17 @@ fn json_names_every_source_and_the_one_that_decided() {
         ])
     );
     let sources = body["sources"].as_array().unwrap();
-    // The chain stops at the first source that resolves: the later ones are not run.
-    assert_eq!(sources.len(), 1);
+    // Every source is shown; the chain stops at the first that resolves, the later ones are
+    // marked as not reached.
+    let names: Vec<&str> = sources
+        .iter()
+        .map(|s| s["source"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["xff", "header:x-real-ip", "peer"]);
+    assert_eq!(sources[1]["used"], false);
+    assert_eq!(sources[1]["reached"], false);
+    assert_eq!(sources[1]["ip"], "198.51.100.1");
+    assert_eq!(sources[0]["reached"], true);
     assert_eq!(sources[0]["source"], "xff");
     assert_eq!(sources[0]["outcome"], "resolved");
     assert_eq!(sources[0]["used"], true);

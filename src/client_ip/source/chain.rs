@@ -107,17 +107,20 @@ impl ResolveClientIp for Chain {
         Resolution::Absent(last_absent)
     }
 
-    /// Each source's explanation, in order, up to the one that decided (the sources after it
-    /// are not run, as in `resolve`); the answer is combined by the same rules.
+    /// Every source's explanation, in order — also the sources after the one that decided,
+    /// which `resolve` never runs, so that an explain page can show what they would have
+    /// answered ([`Explanation::decided_by`] says which one counts). The answer is combined by
+    /// the same rules as `resolve`.
     fn explain(&self, request: &RequestView<'_>) -> Explanation {
-        let mut children = Vec::with_capacity(self.sources.len());
+        let children: Vec<Explanation> = self
+            .sources
+            .iter()
+            .map(|source| source.explain(request))
+            .collect();
         let mut last_absent = Reason::HeaderMissing;
         let mut answer = None;
-        for source in &self.sources {
-            let child = source.explain(request);
-            let resolution = child.resolution();
-            children.push(child);
-            match resolution {
+        for child in &children {
+            match child.resolution() {
                 Resolution::Absent(reason) => last_absent = reason,
                 decided => {
                     answer = Some(decided);
