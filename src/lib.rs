@@ -50,6 +50,8 @@
 pub mod client_ip;
 mod error;
 pub mod explain;
+#[cfg(feature = "proxy-protocol")]
+pub mod proxy_protocol;
 pub mod rate_limit;
 pub mod store;
 

@@ -676,7 +676,7 @@ mod tests {
     }
 
     #[test]
-    fn attack_26_to_32_address_forms() {
+    fn attack_25_to_32_address_forms() {
         for (header, expected) in [
             ("for=203.0.113.7", "203.0.113.7"),
             ("for=\"203.0.113.7\"", "203.0.113.7"),
@@ -843,6 +843,26 @@ mod tests {
             one("for=\"[::ffff:10.0.0.3]\", for=10.0.0.2"),
             Resolution::Untrustworthy(Reason::AllEntriesTrusted)
         );
+    }
+
+    #[test]
+    fn attack_49_every_unresolved_result_has_a_reason() {
+        let hops = Forwarded::hop_count(4, ranges("10.0.0.0/8")).unwrap();
+        for (source, peer, lines) in [
+            (&source(), "", &[&b"for=1.2.3.4"[..]][..]),
+            (&source(), "198.51.100.1:1", &[b"for=1.2.3.4"]),
+            (&source(), PEER, &[]),
+            (&source(), PEER, &[b"for=10.0.0.3"]),
+            (&source(), PEER, &[b"for=unknown"]),
+            (&source(), PEER, &[b"for=_x"]),
+            (&source(), PEER, &[b"proto=http"]),
+            (&source(), PEER, &[b"for=\"1.2.3.4"]),
+            (&hops, PEER, &[b"for=1.2.3.4"]),
+        ] {
+            let resolution = resolve(source, peer, lines);
+            assert!(resolution.ip().is_none(), "{lines:?}");
+            assert!(!resolution.reason().unwrap().code().is_empty());
+        }
     }
 
     #[test]

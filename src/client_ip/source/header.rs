@@ -1,5 +1,5 @@
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 use http::header::GetAll;
 use http::{HeaderName, HeaderValue};
@@ -20,9 +20,8 @@ const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 const FLY_CLIENT_IP: HeaderName = HeaderName::from_static("fly-client-ip");
 const CLOUDFRONT_VIEWER_ADDRESS: HeaderName = HeaderName::from_static("cloudfront-viewer-address");
 
-/// Cloudflare's Pseudo IPv4 addresses are taken from the Class E block `240.0.0.0/4`.
-const PSEUDO_IPV4_FIRST_OCTET_MASK: u8 = 0xf0;
-const PSEUDO_IPV4_FIRST_OCTET: u8 = 240;
+/// The answer for a value that is not one client address.
+const INVALID: Reason = Reason::InvalidEntry { position: 1 };
 
 /// A header that holds one client address, believed **only** when the socket peer is one of
 /// the proxies that set it.
@@ -277,15 +276,11 @@ fn parse_single(value: &HeaderValue) -> Option<IpAddr> {
     parse_entry(token)
 }
 
+/// Cloudflare takes its Pseudo IPv4 addresses from the Class E block `240.0.0.0/4`, which no
+/// real client has.
 fn is_pseudo_ipv4(ip: IpAddr) -> bool {
-    matches!(ip, IpAddr::V4(v4) if is_class_e(v4))
+    matches!(ip, IpAddr::V4(v4) if v4.octets()[0] >= 240)
 }
-
-fn is_class_e(ip: Ipv4Addr) -> bool {
-    ip.octets()[0] & PSEUDO_IPV4_FIRST_OCTET_MASK == PSEUDO_IPV4_FIRST_OCTET
-}
-
-const INVALID: Reason = Reason::InvalidEntry { position: 1 };
 
 impl TrustedHeader {
     /// The resolution, reporting each step to `observe`.
@@ -604,6 +599,21 @@ mod tests {
             Resolution::Untrustworthy(INVALID),
             "multicast is no client address"
         );
+    }
+
+    #[test]
+    fn pseudo_ipv4_is_exactly_240_slash_4() {
+        for (text, pseudo) in [
+            ("240.0.0.0", true),
+            ("240.16.0.1", true),
+            ("255.255.255.254", true),
+            ("239.255.255.255", false),
+            ("203.0.113.7", false),
+            ("::ffff:240.0.0.1", false), // not canonical: never reaches the check as IPv6
+            ("f000::1", false),
+        ] {
+            assert_eq!(is_pseudo_ipv4(text.parse().unwrap()), pseudo, "{text}");
+        }
     }
 
     #[test]

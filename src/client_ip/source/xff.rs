@@ -785,7 +785,7 @@ pub(super) mod tests {
     }
 
     #[test]
-    fn attack_26_to_32_address_forms_in_the_walk() {
+    fn attack_25_to_32_address_forms_in_the_walk() {
         for (header, expected) in [
             ("203.0.113.7:5000, 10.0.0.2:80", "203.0.113.7"),
             ("[2001:db8::7]:443, [2001:db8:ffff::1]:80", "2001:db8::7"),
