@@ -26,6 +26,7 @@
 //! | Serverless multi-hop | a `Chain` of the signed header, then `CF-Connecting-IP` |
 //!
 //! The [`client_ip`] module documents each source and the attacks each one withstands.
+//! The [`explain`] endpoint shows, for any request, what each source resolved and why.
 //!
 //! # Shape
 //!
@@ -48,6 +49,7 @@
 
 pub mod client_ip;
 mod error;
+pub mod explain;
 #[cfg(feature = "proxy-protocol")]
 pub mod proxy_protocol;
 pub mod rate_limit;

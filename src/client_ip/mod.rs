@@ -2,6 +2,7 @@
 //!
 //! (Module documentation is completed with the sources.)
 
+mod explanation;
 mod layer;
 mod parse;
 mod request;
@@ -13,6 +14,7 @@ mod value;
 #[cfg(feature = "axum")]
 mod extract;
 
+pub use explanation::{Explanation, Step, Verdict};
 #[cfg(feature = "axum")]
 pub use extract::MissingClientIp;
 pub use layer::{ClientIpLayer, OnUnresolved};

@@ -250,6 +250,31 @@ where
                 tats.map(Duration::from_nanos)
             })
     }
+
+    /// The state of `key`'s bucket under `quota` now, without charging anything: the decision
+    /// a request of one cell would get, with nothing written. For diagnostics (the explain
+    /// endpoint); an untracked key reports a full bucket. Only the single-window state: a key
+    /// checked under several windows is read with
+    /// [`theoretical_arrival_times`](Self::theoretical_arrival_times).
+    ///
+    /// ```
+    /// use std::num::NonZeroU32;
+    /// use tower_bouncer::rate_limit::Quota;
+    /// use tower_bouncer::store::{MemoryStore, Store};
+    ///
+    /// let store: MemoryStore<u8> = MemoryStore::new();
+    /// let quota: Quota = "3/min".parse().unwrap();
+    /// assert_eq!(store.peek(&1, &quota).remaining(), 3);
+    /// store.check(&1, &[quota], NonZeroU32::MIN).into_inner().unwrap();
+    /// assert_eq!(store.peek(&1, &quota).remaining(), 2);
+    /// assert_eq!(store.peek(&1, &quota).remaining(), 2); // peeking charges nothing
+    /// ```
+    pub fn peek(&self, key: &K, quota: &Quota) -> Decision {
+        let gcra = Gcra::new(quota);
+        let now = self.inner.now();
+        let tat = self.theoretical_arrival_time(key).map(nanos);
+        gcra.decision(gcra.verdict(tat, now, 1), tat, now)
+    }
 }
 
 impl<K> Default for MemoryStore<K>

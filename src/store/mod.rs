@@ -165,6 +165,8 @@ mod clock;
 mod gcra;
 #[cfg(feature = "memory")]
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 
 use std::error::Error;
 use std::fmt;
@@ -173,6 +175,8 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(feature = "redis")]
+pub use self::redis::{FailurePolicy, RedisCheck, RedisKey, RedisStore, RedisStoreBuilder};
 pub use clock::{Clock, ManualClock, MonotonicClock};
 #[cfg(feature = "memory")]
 pub use memory::{AtCapacity, HousekeepingThread, MemoryStore, MemoryStoreBuilder};

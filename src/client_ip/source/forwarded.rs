@@ -12,9 +12,10 @@ use std::net::IpAddr;
 use http::header::{HeaderValue, ValueIter, FORWARDED};
 
 use super::xff::Walk;
+use crate::client_ip::explanation::{ignore, Event};
 use crate::client_ip::parse::{parse_entry, trim_ows};
 use crate::client_ip::{
-    Reason, RequestView, Resolution, ResolveClientIp, SourceKind, TrustedRanges,
+    Explanation, Reason, RequestView, Resolution, ResolveClientIp, SourceKind, TrustedRanges,
 };
 use crate::ConfigError;
 
@@ -114,14 +115,35 @@ impl Forwarded {
     }
 }
 
-impl ResolveClientIp for Forwarded {
-    fn resolve(&self, request: &RequestView<'_>) -> Resolution {
+impl Forwarded {
+    /// The walk, reporting each step to `observe`.
+    fn walk<'a>(
+        &self,
+        request: &RequestView<'a>,
+        observe: &mut (impl FnMut(Event<'a>) + ?Sized),
+    ) -> Resolution {
         let elements = RevElements {
             lines: request.headers().get_all(FORWARDED).iter().rev(),
             line: None,
         };
+        self.walk.resolve(
+            request,
+            elements,
+            read_element,
+            SourceKind::Forwarded,
+            observe,
+        )
+    }
+}
+
+impl ResolveClientIp for Forwarded {
+    fn resolve(&self, request: &RequestView<'_>) -> Resolution {
+        self.walk(request, &mut ignore)
+    }
+
+    fn explain(&self, request: &RequestView<'_>) -> Explanation {
         self.walk
-            .resolve(request, elements, read_element, SourceKind::Forwarded)
+            .explain(request, "forwarded", |observe| self.walk(request, observe))
     }
 }
 

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use super::{RequestView, SourceKind};
+use super::{Explanation, RequestView, SourceKind};
 
 /// One way of finding the client IP of a request.
 ///
@@ -40,17 +40,36 @@ use super::{RequestView, SourceKind};
 pub trait ResolveClientIp: fmt::Debug + Send + Sync + 'static {
     /// Resolve the client IP of `request`. Must not panic, allocate or block.
     fn resolve(&self, request: &RequestView<'_>) -> Resolution;
+
+    /// Resolve the client IP of `request` and say why: every entry walked and what was made
+    /// of it, the peer check, which source of a chain decided. For the explain endpoint and
+    /// for tests; it allocates, so it is never called on the request path.
+    ///
+    /// Its [`resolution`](Explanation::resolution) is always what [`resolve`](Self::resolve)
+    /// answers. The default, for sources written outside this crate, is that answer with no
+    /// steps, named after the source's `Debug` text; override it to show your own steps.
+    fn explain(&self, request: &RequestView<'_>) -> Explanation {
+        Explanation::new(format!("{self:?}"), self.resolve(request))
+    }
 }
 
 impl<R: ResolveClientIp + ?Sized> ResolveClientIp for Box<R> {
     fn resolve(&self, request: &RequestView<'_>) -> Resolution {
         (**self).resolve(request)
     }
+
+    fn explain(&self, request: &RequestView<'_>) -> Explanation {
+        (**self).explain(request)
+    }
 }
 
 impl<R: ResolveClientIp + ?Sized> ResolveClientIp for std::sync::Arc<R> {
     fn resolve(&self, request: &RequestView<'_>) -> Resolution {
         (**self).resolve(request)
+    }
+
+    fn explain(&self, request: &RequestView<'_>) -> Explanation {
+        (**self).explain(request)
     }
 }
 

@@ -1,0 +1,1253 @@
+//! The Redis store (feature `redis`): documented on [`RedisStore`].
+
+mod breaker;
+mod deny_cache;
+mod key;
+
+use std::cell::RefCell;
+use std::fmt;
+use std::future::{Future, Ready};
+use std::hash::Hash;
+use std::num::NonZeroU32;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use ::redis::cluster::{ClusterClientBuilder, ClusterConfig};
+use ::redis::cluster_async::ClusterConnection;
+use ::redis::{Cmd, ErrorKind, RedisError, ServerErrorKind};
+
+pub use key::RedisKey;
+
+use self::breaker::{Admission, Breaker};
+use self::deny_cache::{DenyCache, Lookup};
+use super::gcra::{nanos, Gcra, Verdict, Windows, WindowsVerdict, MAX_WINDOWS};
+use super::{Decision, MemoryStore, Store, StoreError, StoreErrorKind};
+use crate::rate_limit::Quota;
+use crate::ConfigError;
+
+/// The GCRA script (see its header for the arguments and the reply).
+const SCRIPT: &str = include_str!("redis/gcra.lua");
+
+/// The script deciding several windows at once (see its header).
+const WINDOWS_SCRIPT: &str = include_str!("redis/gcra_windows.lua");
+
+/// Relative times in the script must stay below 2^53 ns to be exact in a double; the largest
+/// is at most `T × (2 × burst)` (the tolerance plus the cost of a request).
+const MAX_SCRIPT_NANOS: u128 = 1 << 53;
+
+/// What the store answers while Redis fails (an error, a timeout, or an open circuit).
+///
+/// See [`RedisStore`] for how the circuit breaker limits the cost of a failing Redis.
+pub enum FailurePolicy<K> {
+    /// Allow every request, as if every bucket were full: availability first.
+    Open,
+    /// Answer a [`StoreError`] (kind [`Unavailable`](StoreErrorKind::Unavailable) or
+    /// [`Timeout`](StoreErrorKind::Timeout)): a rate-limit layer answers `503 Service
+    /// Unavailable`. Protection first.
+    Closed,
+    /// Decide with this in-memory store: each instance enforces the quota on its own (N
+    /// instances admit up to N times the quota) until Redis is back.
+    Local(MemoryStore<K>),
+}
+
+impl<K> Clone for FailurePolicy<K> {
+    fn clone(&self) -> Self {
+        match self {
+            Self::Open => Self::Open,
+            Self::Closed => Self::Closed,
+            Self::Local(store) => Self::Local(store.clone()),
+        }
+    }
+}
+
+impl<K> fmt::Debug for FailurePolicy<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Open => f.write_str("Open"),
+            Self::Closed => f.write_str("Closed"),
+            Self::Local(store) => f.debug_tuple("Local").field(store).finish(),
+        }
+    }
+}
+
+/// A [`Store`] in Redis: one limit shared by every instance of an application.
+///
+/// Each [`MemoryStore`] counts for its own process: behind a load balancer with N instances,
+/// a client gets N times its quota. [`RedisStore`] keeps the buckets in Redis (or Valkey, or a
+/// Redis Cluster), so every instance charges the same bucket.
+///
+/// # How it decides
+///
+/// - **One round trip per decision**: GCRA runs as one Lua script, loaded once and called by
+///   its SHA1 (`EVALSHA`; after a `NOSCRIPT` reply — a restarted or flushed server — the store
+///   sends the script itself with `EVAL`, which caches it again). Requests share one
+///   multiplexed connection, so concurrent decisions are pipelined.
+/// - **Redis' clock** (`TIME`): the clocks of your instances do not matter.
+/// - **The same arithmetic as the memory store**, in whole nanoseconds (exact in Lua's doubles,
+///   see the limits below): the same requests at the same times get the same [`Decision`]s,
+///   which a differential test checks over thousands of random steps.
+/// - **No key outlives its use**: a bucket expires when it is full again (an expired bucket and
+///   a full one decide alike). A denial writes nothing.
+///
+/// # When Redis fails
+///
+/// Every call has a timeout (50 ms by default, [`RedisStoreBuilder::timeout`]). A failure — a
+/// timeout, a lost connection, a server that cannot serve (`LOADING`, `BUSY`, `READONLY`,
+/// `OOM`, `CLUSTERDOWN` …) — opens a **circuit breaker**: for the next
+/// probe interval (1 s by default) no request waits for Redis; then one request probes it, and
+/// a successful probe closes the circuit. A dead Redis so costs one timeout per interval, not
+/// one per request. Meanwhile the [`FailurePolicy`] answers. (An error reply about the call
+/// itself — another application's hash under one of our names, say — is answered by the policy
+/// too, without opening the circuit.)
+///
+/// | policy | answer while Redis fails |
+/// | --- | --- |
+/// | [`FailurePolicy::Open`] (default) | allowed, as if every bucket were full |
+/// | [`FailurePolicy::Closed`] | a [`StoreError`] (a rate-limit layer answers 503) |
+/// | [`FailurePolicy::Local`] | the decision of a local [`MemoryStore`]: a per-instance limit |
+///
+/// The breaker logs a `tracing` warning when the circuit opens and when it closes; nothing is
+/// logged per request.
+///
+/// # The local deny cache
+///
+/// A key whose bucket Redis reported empty is answered locally until its next cell is due, so
+/// a flood on one key costs Redis a few commands per cell (two or three: the first request
+/// after a refill may reach Redis a network delay early, and be denied there), not one per
+/// request. The cache only ever answers
+/// "denied" when Redis would too: it keeps a lower bound of the bucket's state, measured from
+/// the moment the request was sent. It holds at most 10,000 keys by default
+/// ([`RedisStoreBuilder::deny_cache_capacity`]; 0 turns it off).
+///
+/// # Keys, prefixes, Redis Cluster
+///
+/// The name of a bucket is the store's prefix (`"tower-bouncer:"` by default) followed by the
+/// key, written by [`RedisKey`]. Give each limit its own prefix when several limits share one
+/// Redis. Every call touches exactly one key, so the store works with Redis Cluster
+/// ([`RedisStore::cluster_builder`]): buckets spread over the cluster's slots. A prefix with a
+/// hash tag (`"{rl}:"`) would pin every bucket to one slot, hence one node: don't put braces in
+/// the prefix unless that is what you want.
+///
+/// # Several windows
+///
+/// A check with several windows (`check(key, &[per_second, per_hour], cost)`, a layer with
+/// [`and_quota`](crate::rate_limit::RateLimitLayerBuilder::and_quota)) runs a second script,
+/// which reads every window's bucket, and writes all of them only if every window admits:
+/// atomically, in one round trip, a denial writing nothing. The buckets are named
+/// `PREFIX{KEY}#0`, `PREFIX{KEY}#1` …: the key is a Cluster hash tag, so all windows of a key
+/// live in one slot and the script works on a cluster; each bucket expires when its window is
+/// full again. The decisions are the memory store's, step for step (a differential test holds
+/// them to it). The local deny cache serves single-window checks only: with several windows
+/// every check asks Redis.
+///
+/// # Limits
+///
+/// The script computes in nanoseconds with Lua's doubles, exact below 2^53 ns (104 days): a
+/// quota whose burst takes more than 52 days to refill (`replenish_interval × burst`) is
+/// refused with a [`StoreError`] of kind [`Other`](StoreErrorKind::Other).
+///
+/// # Example
+///
+/// ```no_run
+/// use std::num::NonZeroU32;
+/// use std::time::Duration;
+/// use tower_bouncer::rate_limit::Quota;
+/// use tower_bouncer::store::{FailurePolicy, MemoryStore, RedisStore, Store};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// // Inside a Tokio runtime: the connection is made in the background.
+/// let store: RedisStore<String> = RedisStore::builder("redis://127.0.0.1:6379/")
+///     .prefix("myapp:login:")
+///     .timeout(Duration::from_millis(20))
+///     .on_failure(FailurePolicy::Local(MemoryStore::new()))
+///     .build()?;
+///
+/// let quota: Quota = "5/min".parse()?;
+/// let decision = store
+///     .check(&"alice".to_owned(), &[quota], NonZeroU32::MIN)
+///     .await?;
+/// println!("allowed: {}, remaining: {}", decision.allowed(), decision.remaining());
+/// # Ok(())
+/// # }
+/// ```
+///
+/// A Redis Cluster is given by some of its nodes:
+///
+/// ```no_run
+/// use tower_bouncer::store::{FailurePolicy, RedisStore};
+///
+/// # fn run() -> Result<(), tower_bouncer::ConfigError> {
+/// let store: RedisStore<u64> = RedisStore::cluster_builder([
+///     "redis://10.0.0.1:6379/",
+///     "redis://10.0.0.2:6379/",
+/// ])
+/// .on_failure(FailurePolicy::Closed)
+/// .build()?;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// What the failure policies answer when Redis cannot be reached (here nothing listens on
+/// port 1):
+///
+/// ```
+/// use std::num::NonZeroU32;
+/// use tower_bouncer::rate_limit::Quota;
+/// use tower_bouncer::store::{FailurePolicy, MemoryStore, RedisStore, Store, StoreErrorKind};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let quota: Quota = "2/min".parse().unwrap();
+/// let one = NonZeroU32::MIN;
+/// let unreachable = "redis://127.0.0.1:1/";
+///
+/// // Closed: an error, which a rate-limit layer turns into a 503.
+/// let closed: RedisStore<&str> = RedisStore::builder(unreachable)
+///     .on_failure(FailurePolicy::Closed)
+///     .build()
+///     .unwrap();
+/// let error = closed.check(&"alice", &[quota], one).await.unwrap_err();
+/// assert_eq!(error.kind(), StoreErrorKind::Unavailable);
+/// // The circuit is open now: the next requests do not even try Redis for a second.
+/// assert!(!closed.is_available());
+///
+/// // Open: allowed, as if the bucket were full.
+/// let open: RedisStore<&str> = RedisStore::builder(unreachable).build().unwrap();
+/// assert!(open.check(&"alice", &[quota], one).await.unwrap().allowed());
+///
+/// // Local: this instance enforces the quota on its own.
+/// let local: RedisStore<&str> = RedisStore::builder(unreachable)
+///     .on_failure(FailurePolicy::Local(MemoryStore::new()))
+///     .build()
+///     .unwrap();
+/// assert!(local.check(&"alice", &[quota], one).await.unwrap().allowed());
+/// assert!(local.check(&"alice", &[quota], one).await.unwrap().allowed());
+/// assert!(!local.check(&"alice", &[quota], one).await.unwrap().allowed());
+/// # });
+/// ```
+///
+/// Built with [`RedisStore::builder`] (one server) or [`RedisStore::cluster_builder`];
+/// `Clone` shares the connection and state.
+pub struct RedisStore<K> {
+    inner: Arc<Inner<K>>,
+}
+
+struct Inner<K> {
+    connection: Connection,
+    script_hash: String,
+    windows_script_hash: String,
+    prefix: Box<[u8]>,
+    timeout: Duration,
+    policy: FailurePolicy<K>,
+    breaker: Breaker,
+    deny_cache: DenyCache,
+    /// The origin of the breaker's and the deny cache's clock.
+    origin: Instant,
+}
+
+#[derive(Clone)]
+enum Connection {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl<K> Clone for RedisStore<K> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<K> fmt::Debug for RedisStore<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = &*self.inner;
+        f.debug_struct("RedisStore")
+            .field(
+                "connection",
+                &match inner.connection {
+                    Connection::Single(_) => "single",
+                    Connection::Cluster(_) => "cluster",
+                },
+            )
+            .field("prefix", &String::from_utf8_lossy(&inner.prefix))
+            .field("timeout", &inner.timeout)
+            .field("policy", &inner.policy)
+            .field("circuit_closed", &inner.breaker.is_closed())
+            .field("deny_cache", &inner.deny_cache)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K> RedisStore<K> {
+    /// A builder for a store on one Redis (or Valkey) server, e.g. `redis://127.0.0.1:6379/`
+    /// (`rediss://` for TLS is not compiled in).
+    pub fn builder(url: impl Into<String>) -> RedisStoreBuilder<K> {
+        RedisStoreBuilder::new(vec![url.into()], false)
+    }
+
+    /// A builder for a store on a Redis Cluster, given the URLs of some of its nodes.
+    pub fn cluster_builder<U: Into<String>>(
+        nodes: impl IntoIterator<Item = U>,
+    ) -> RedisStoreBuilder<K> {
+        RedisStoreBuilder::new(nodes.into_iter().map(Into::into).collect(), true)
+    }
+
+    /// Whether requests currently go to Redis (the circuit breaker is closed).
+    pub fn is_available(&self) -> bool {
+        self.inner.breaker.is_closed()
+    }
+
+    /// How many keys the local deny cache holds now.
+    pub fn deny_cache_len(&self) -> usize {
+        self.inner.deny_cache.len()
+    }
+
+    fn now(&self) -> u64 {
+        nanos(self.inner.origin.elapsed())
+    }
+}
+
+/// The GCRA parameters sent to the script, once the quota is known to fit in it.
+fn script_parameters(quota: &Quota) -> Result<(Gcra, u64, u64), StoreError> {
+    let gcra = Gcra::new(quota);
+    let t = gcra.interval();
+    let burst = u64::from(quota.burst().get());
+    if u128::from(t) * u128::from(burst) * 2 > MAX_SCRIPT_NANOS {
+        return Err(StoreError::with_source(
+            StoreErrorKind::Other,
+            "quota too long for the redis store: a full burst must refill within 52 days",
+        ));
+    }
+    // Cannot overflow: checked just above.
+    Ok((gcra, t, t * (burst - 1)))
+}
+
+thread_local! {
+    /// The name of the bucket being checked, reused across calls on this thread.
+    static NAME: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+impl<K> RedisStore<K>
+where
+    K: RedisKey + Hash + Eq + Clone + Send + Sync + 'static,
+{
+    /// Decides with an explicit "now" instead of Redis' clock, bypassing the deny cache, the
+    /// circuit breaker and the failure policy (the timeout applies). For the differential tests only: `now` is the
+    /// time since the Unix epoch, and the buckets it writes never expire.
+    #[doc(hidden)]
+    pub async fn check_at(
+        &self,
+        key: &K,
+        windows: &[Quota],
+        cost: NonZeroU32,
+        now: Duration,
+    ) -> Result<Decision, StoreError> {
+        let now = Some((now.as_secs(), now.subsec_nanos()));
+        let quota = match windows {
+            [quota] => quota,
+            _ => {
+                let (gcra, call) = self.windows_call(key, windows, cost, now)?;
+                let reply = tokio::time::timeout(
+                    self.inner.timeout,
+                    call.run(
+                        self.inner.connection.clone(),
+                        &self.inner.windows_script_hash,
+                    ),
+                )
+                .await
+                .map_err(|_elapsed| StoreError::new(StoreErrorKind::Timeout))?
+                .map_err(store_error)?;
+                return reply.decision(&gcra, cost.get());
+            }
+        };
+        let (gcra, t, tau) = script_parameters(quota)?;
+        let mut name = self.inner.prefix.to_vec();
+        key.write_redis_key(&mut name);
+        let call = Call {
+            name,
+            t,
+            tau,
+            cost: cost.get().min(quota.burst().get().saturating_add(1)),
+            now,
+        };
+        let reply = tokio::time::timeout(
+            self.inner.timeout,
+            call.run(self.inner.connection.clone(), &self.inner.script_hash),
+        )
+        .await
+        .map_err(|_elapsed| StoreError::new(StoreErrorKind::Timeout))?
+        .map_err(store_error)?;
+        reply.decision(&gcra, cost.get())
+    }
+
+    fn fail(
+        &self,
+        key: Option<&K>,
+        gcra: &Gcra,
+        quota: &Quota,
+        cost: NonZeroU32,
+        error: StoreError,
+    ) -> Result<Decision, StoreError> {
+        apply_policy(&self.inner.policy, key, gcra, quota, cost, error)
+    }
+
+    /// The call of the windows script for `key` under `windows` (2 to [`MAX_WINDOWS`]).
+    fn windows_call(
+        &self,
+        key: &K,
+        windows: &[Quota],
+        cost: NonZeroU32,
+        now: Option<(u64, u32)>,
+    ) -> Result<(Windows, WindowsCall), StoreError> {
+        let gcra = Windows::new(windows).ok_or_else(|| {
+            StoreError::with_source(
+                StoreErrorKind::Other,
+                "a rate-limit check needs 1 to 4 windows",
+            )
+        })?;
+        let mut parameters = Vec::with_capacity(windows.len());
+        for quota in windows {
+            let (_, t, tau) = script_parameters(quota)?;
+            parameters.push((t, tau));
+        }
+        let smallest = windows
+            .iter()
+            .map(|quota| quota.burst().get())
+            .min()
+            .unwrap_or(1);
+        Ok((
+            gcra,
+            WindowsCall {
+                names: window_names(&self.inner.prefix, key, windows.len()),
+                parameters,
+                // Above the smallest burst the answer is "never": keep the numbers small.
+                cost: cost.get().min(smallest.saturating_add(1)),
+                now,
+            },
+        ))
+    }
+
+    /// Several windows: one script call over one bucket per window (no deny cache), with the
+    /// same circuit breaker and failure policy as one window.
+    fn check_windows(&self, key: &K, windows: &[Quota], cost: NonZeroU32) -> RedisCheck {
+        let (gcra, call) = match self.windows_call(key, windows, cost, None) {
+            Ok(call) => call,
+            Err(error) => return RedisCheck::ready(Err(error)),
+        };
+        let inner = &*self.inner;
+        let admission = inner.breaker.admit(self.now());
+        if admission == Admission::Reject {
+            let error = StoreError::with_source(
+                StoreErrorKind::Unavailable,
+                "redis circuit open after a failure",
+            );
+            return RedisCheck::ready(apply_windows_policy(
+                &inner.policy,
+                Some(key),
+                &gcra,
+                windows,
+                cost,
+                error,
+            ));
+        }
+        let store = self.clone();
+        let key = matches!(inner.policy, FailurePolicy::Local(_)).then(|| key.clone());
+        let windows = windows.to_vec();
+        RedisCheck {
+            state: State::Pending(Box::pin(async move {
+                let inner = &*store.inner;
+                let outcome = tokio::time::timeout(
+                    inner.timeout,
+                    call.run(inner.connection.clone(), &inner.windows_script_hash),
+                )
+                .await;
+                let failure = match outcome {
+                    Ok(Ok(reply)) => {
+                        inner.breaker.on_success(admission);
+                        return reply.decision(&gcra, cost.get());
+                    }
+                    Ok(Err(error)) => store_error(error),
+                    Err(_elapsed) => StoreError::with_source(
+                        StoreErrorKind::Timeout,
+                        "redis did not answer within the timeout",
+                    ),
+                };
+                if matches!(
+                    failure.kind(),
+                    StoreErrorKind::Unavailable | StoreErrorKind::Timeout
+                ) {
+                    inner.breaker.on_failure(admission, store.now(), &failure);
+                } else {
+                    inner.breaker.on_success(admission);
+                }
+                apply_windows_policy(&inner.policy, key.as_ref(), &gcra, &windows, cost, failure)
+            })),
+        }
+    }
+}
+
+/// The buckets of `key` under several windows: `PREFIX{KEY}#0`, `PREFIX{KEY}#1` … The braces
+/// are a Redis Cluster hash tag: every window of a key hashes to the same slot, so one script
+/// can read and write them all atomically. (The first `}` after the first `{` is at the same
+/// place in every name, whatever the key's bytes, so the names always share their slot.)
+fn window_names<K: RedisKey>(prefix: &[u8], key: &K, windows: usize) -> Vec<Vec<u8>> {
+    let mut base = prefix.to_vec();
+    base.push(b'{');
+    key.write_redis_key(&mut base);
+    base.extend_from_slice(b"}#");
+    (0..windows)
+        .map(|index| {
+            let mut name = base.clone();
+            // At most MAX_WINDOWS (4): one digit.
+            name.push(b'0' + (index % 10) as u8);
+            name
+        })
+        .collect()
+}
+
+/// What the store answers for several windows while Redis fails: as [`apply_policy`].
+fn apply_windows_policy<K>(
+    policy: &FailurePolicy<K>,
+    key: Option<&K>,
+    gcra: &Windows,
+    windows: &[Quota],
+    cost: NonZeroU32,
+    error: StoreError,
+) -> Result<Decision, StoreError>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+{
+    match (policy, key) {
+        (FailurePolicy::Open, _) => {
+            // As if every window were full: a fresh key at time 0.
+            let absent = [0; MAX_WINDOWS];
+            let verdict = gcra.verdict(&absent, 0, cost.get());
+            let after = match verdict {
+                WindowsVerdict::Allow { new_tats } => new_tats,
+                WindowsVerdict::DenyUntil { .. } | WindowsVerdict::DenyForever => absent,
+            };
+            Ok(gcra.decision(verdict, &after, 0))
+        }
+        (FailurePolicy::Local(store), Some(key)) => store.check(key, windows, cost).into_inner(),
+        (FailurePolicy::Closed | FailurePolicy::Local(_), _) => Err(error),
+    }
+}
+
+/// One call of the windows script.
+struct WindowsCall {
+    names: Vec<Vec<u8>>,
+    /// `(T, tau)` per window.
+    parameters: Vec<(u64, u64)>,
+    cost: u32,
+    /// Tests only: (seconds since the Unix epoch, nanoseconds).
+    now: Option<(u64, u32)>,
+}
+
+/// The windows script's reply: whether it allowed, and each window's TAT before and after,
+/// relative to its now (the unused tail zero).
+#[derive(Debug, Clone, Copy)]
+struct WindowsReply {
+    allowed: bool,
+    before: [u64; MAX_WINDOWS],
+    after: [u64; MAX_WINDOWS],
+}
+
+impl WindowsCall {
+    fn command(&self, name: &str, script: &str) -> Cmd {
+        let mut cmd = ::redis::cmd(name);
+        cmd.arg(script).arg(self.names.len());
+        for name in &self.names {
+            cmd.arg(name);
+        }
+        cmd.arg(self.names.len()).arg(self.cost);
+        for (t, tau) in &self.parameters {
+            cmd.arg(*t).arg(*tau);
+        }
+        if let Some((seconds, nanos)) = self.now {
+            cmd.arg(seconds).arg(nanos);
+        }
+        cmd
+    }
+
+    async fn run(&self, connection: Connection, hash: &str) -> Result<WindowsReply, RedisError> {
+        match connection {
+            Connection::Single(mut connection) => self.run_on(&mut connection, hash).await,
+            Connection::Cluster(mut connection) => self.run_on(&mut connection, hash).await,
+        }
+    }
+
+    async fn run_on<C: ConnectionLike + Send>(
+        &self,
+        connection: &mut C,
+        hash: &str,
+    ) -> Result<WindowsReply, RedisError> {
+        let evalsha = self.command("EVALSHA", hash);
+        let reply: Vec<i64> = match evalsha.query_async(connection).await {
+            Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                self.command("EVAL", WINDOWS_SCRIPT)
+                    .query_async(connection)
+                    .await?
+            }
+            reply => reply?,
+        };
+        let invalid = || {
+            RedisError::from((
+                ErrorKind::UnexpectedReturnType,
+                "the rate-limit windows script answered an unexpected reply",
+            ))
+        };
+        let count = self.names.len();
+        if reply.len() != 1 + 2 * count || count > MAX_WINDOWS {
+            return Err(invalid());
+        }
+        let allowed = match reply[0] {
+            0 => false,
+            1 => true,
+            _ => return Err(invalid()),
+        };
+        let mut before = [0; MAX_WINDOWS];
+        let mut after = [0; MAX_WINDOWS];
+        for index in 0..count {
+            before[index] = u64::try_from(reply[1 + 2 * index]).map_err(|_| invalid())?;
+            after[index] = u64::try_from(reply[2 + 2 * index]).map_err(|_| invalid())?;
+        }
+        Ok(WindowsReply {
+            allowed,
+            before,
+            after,
+        })
+    }
+}
+
+impl WindowsReply {
+    /// The decision, computed by the shared arithmetic from the state the script saw (times
+    /// relative to its now, 0 here), after checking that the script decided the same.
+    fn decision(&self, gcra: &Windows, cost: u32) -> Result<Decision, StoreError> {
+        let verdict = gcra.verdict(&self.before, 0, cost);
+        let agrees = match verdict {
+            WindowsVerdict::Allow { new_tats } => self.allowed && new_tats == self.after,
+            WindowsVerdict::DenyUntil { .. } | WindowsVerdict::DenyForever => {
+                !self.allowed && self.after == self.before
+            }
+        };
+        if !agrees {
+            return Err(StoreError::with_source(
+                StoreErrorKind::InvalidResponse,
+                "the rate-limit windows script and the local arithmetic disagree",
+            ));
+        }
+        Ok(gcra.decision(verdict, &self.after, 0))
+    }
+}
+
+fn apply_policy<K>(
+    policy: &FailurePolicy<K>,
+    key: Option<&K>,
+    gcra: &Gcra,
+    quota: &Quota,
+    cost: NonZeroU32,
+    error: StoreError,
+) -> Result<Decision, StoreError>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+{
+    match (policy, key) {
+        (FailurePolicy::Open, _) => {
+            // As if the bucket were full: a fresh key at time 0.
+            let verdict = gcra.verdict(None, 0, cost.get());
+            let after = match verdict {
+                Verdict::Allow { new_tat } => Some(new_tat),
+                Verdict::DenyUntil { .. } | Verdict::DenyForever => None,
+            };
+            Ok(gcra.decision(verdict, after, 0))
+        }
+        (FailurePolicy::Local(store), Some(key)) => store
+            .check(key, std::slice::from_ref(quota), cost)
+            .into_inner(),
+        (FailurePolicy::Closed | FailurePolicy::Local(_), _) => Err(error),
+    }
+}
+
+impl<K> Store<K> for RedisStore<K>
+where
+    K: RedisKey + Hash + Eq + Clone + Send + Sync + 'static,
+{
+    type Future = RedisCheck;
+
+    /// One window: the GCRA script on one bucket, with the deny cache. Several windows: the
+    /// windows script on one bucket per window, all in one hash slot (see [`RedisStore`]),
+    /// without the deny cache.
+    fn check(&self, key: &K, windows: &[Quota], cost: NonZeroU32) -> Self::Future {
+        match windows {
+            [quota] => self.check_one(key, quota, cost),
+            _ => self.check_windows(key, windows, cost),
+        }
+    }
+}
+
+impl<K> RedisStore<K>
+where
+    K: RedisKey + Hash + Eq + Clone + Send + Sync + 'static,
+{
+    fn check_one(&self, key: &K, quota: &Quota, cost: NonZeroU32) -> RedisCheck {
+        let (gcra, t, tau) = match script_parameters(quota) {
+            Ok(parameters) => parameters,
+            Err(error) => return RedisCheck::ready(Err(error)),
+        };
+        let inner = &*self.inner;
+        // The bucket's name, built in a reused buffer: a denial from the deny cache allocates
+        // nothing.
+        let looked_up = NAME.with(|name| {
+            let mut name = name.borrow_mut();
+            name.clear();
+            name.extend_from_slice(&inner.prefix);
+            key.write_redis_key(&mut name);
+            match inner
+                .deny_cache
+                .lookup(&name, &gcra, cost.get(), || self.now())
+            {
+                Lookup::Deny(decision) => Err(decision),
+                Lookup::Probe(probe) => Ok((name.clone(), Some(probe))),
+                Lookup::Miss => Ok((name.clone(), None)),
+            }
+        });
+        let (name, probe) = match looked_up {
+            Ok(found) => found,
+            Err(decision) => return RedisCheck::ready(Ok(decision)),
+        };
+
+        let admission = inner.breaker.admit(self.now());
+        if admission == Admission::Reject {
+            if let Some(probe) = probe {
+                inner.deny_cache.release(&name, probe);
+            }
+            let error = StoreError::with_source(
+                StoreErrorKind::Unavailable,
+                "redis circuit open after a failure",
+            );
+            return RedisCheck::ready(self.fail(Some(key), &gcra, quota, cost, error));
+        }
+
+        let mut pending = Pending {
+            store: self.clone(),
+            call: Call {
+                name,
+                t,
+                tau,
+                // Above the burst the answer is "never" whatever the cost: keep the script's
+                // numbers small.
+                cost: cost.get().min(quota.burst().get().saturating_add(1)),
+                now: None,
+            },
+            probe,
+        };
+        let key = matches!(inner.policy, FailurePolicy::Local(_)).then(|| key.clone());
+        let quota = *quota;
+        RedisCheck {
+            state: State::Pending(Box::pin(async move {
+                let store = pending.store.clone();
+                let inner = &*store.inner;
+                let sent = store.now();
+                let outcome = tokio::time::timeout(
+                    inner.timeout,
+                    pending
+                        .call
+                        .run(inner.connection.clone(), &inner.script_hash),
+                )
+                .await;
+                let failure = match outcome {
+                    Ok(Ok(reply)) => {
+                        inner.breaker.on_success(admission);
+                        let decision = reply.decision(&gcra, cost.get());
+                        if decision.is_ok() {
+                            inner.deny_cache.record(
+                                &pending.call.name,
+                                &gcra,
+                                sent.saturating_add(reply.after),
+                                store.now(),
+                                pending.probe.take(),
+                            );
+                        }
+                        return decision;
+                    }
+                    Ok(Err(error)) => store_error(error),
+                    Err(_elapsed) => StoreError::with_source(
+                        StoreErrorKind::Timeout,
+                        "redis did not answer within the timeout",
+                    ),
+                };
+                if matches!(
+                    failure.kind(),
+                    StoreErrorKind::Unavailable | StoreErrorKind::Timeout
+                ) {
+                    inner.breaker.on_failure(admission, store.now(), &failure);
+                } else {
+                    // Redis answered, with an error about this call (a key of another type
+                    // under our name, say): the policy answers it, the circuit stays closed.
+                    inner.breaker.on_success(admission);
+                }
+                drop(pending);
+                store.fail(key.as_ref(), &gcra, &quota, cost, failure)
+            })),
+        }
+    }
+}
+
+/// A call on its way to Redis. Dropped without an answer (a failure, or the caller gave up),
+/// it ends its deny-cache probe so that the next request probes instead.
+struct Pending<K> {
+    store: RedisStore<K>,
+    call: Call,
+    probe: Option<u64>,
+}
+
+impl<K> Drop for Pending<K> {
+    fn drop(&mut self) {
+        if let Some(probe) = self.probe.take() {
+            self.store.inner.deny_cache.release(&self.call.name, probe);
+        }
+    }
+}
+
+/// One script call: the bucket's name and the script's arguments.
+struct Call {
+    name: Vec<u8>,
+    t: u64,
+    tau: u64,
+    cost: u32,
+    /// Tests only: (seconds since the Unix epoch, nanoseconds).
+    now: Option<(u64, u32)>,
+}
+
+/// The script's reply: whether it allowed, and the TAT before and after, relative to its now.
+#[derive(Debug, Clone, Copy)]
+struct Reply {
+    allowed: bool,
+    before: u64,
+    after: u64,
+}
+
+impl Call {
+    fn command(&self, name: &str, script: &str) -> Cmd {
+        let mut cmd = ::redis::cmd(name);
+        cmd.arg(script)
+            .arg(1)
+            .arg(&self.name)
+            .arg(self.t)
+            .arg(self.tau)
+            .arg(self.cost);
+        if let Some((seconds, nanos)) = self.now {
+            cmd.arg(seconds).arg(nanos);
+        }
+        cmd
+    }
+
+    async fn run(&self, connection: Connection, hash: &str) -> Result<Reply, RedisError> {
+        match connection {
+            Connection::Single(mut connection) => self.run_on(&mut connection, hash).await,
+            Connection::Cluster(mut connection) => self.run_on(&mut connection, hash).await,
+        }
+    }
+
+    async fn run_on<C: ConnectionLike + Send>(
+        &self,
+        connection: &mut C,
+        hash: &str,
+    ) -> Result<Reply, RedisError> {
+        let evalsha = self.command("EVALSHA", hash);
+        let reply: (i64, i64, i64) = match evalsha.query_async(connection).await {
+            Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                // A restarted or flushed server: send the script itself, which Redis caches
+                // again (on the node that owns the key, in a cluster).
+                self.command("EVAL", SCRIPT).query_async(connection).await?
+            }
+            reply => reply?,
+        };
+        let (allowed, before, after) = reply;
+        match (allowed, u64::try_from(before), u64::try_from(after)) {
+            (0 | 1, Ok(before), Ok(after)) => Ok(Reply {
+                allowed: allowed == 1,
+                before,
+                after,
+            }),
+            _ => Err(RedisError::from((
+                ErrorKind::UnexpectedReturnType,
+                "the rate-limit script answered out-of-range numbers",
+            ))),
+        }
+    }
+}
+
+impl Reply {
+    /// The decision, computed by the shared GCRA code from the state the script saw (times
+    /// relative to the script's now, which is 0 here), after checking that the script decided
+    /// the same.
+    fn decision(&self, gcra: &Gcra, cost: u32) -> Result<Decision, StoreError> {
+        let verdict = gcra.verdict(Some(self.before), 0, cost);
+        let agrees = match verdict {
+            Verdict::Allow { new_tat } => self.allowed && new_tat == self.after,
+            Verdict::DenyUntil { .. } | Verdict::DenyForever => {
+                !self.allowed && self.after == self.before
+            }
+        };
+        if !agrees {
+            return Err(StoreError::with_source(
+                StoreErrorKind::InvalidResponse,
+                "the rate-limit script and the local arithmetic disagree",
+            ));
+        }
+        Ok(gcra.decision(verdict, Some(self.after), 0))
+    }
+}
+
+fn store_error(error: RedisError) -> StoreError {
+    let kind = if error.is_timeout() {
+        StoreErrorKind::Timeout
+    } else if error.is_io_error()
+        || error.is_connection_dropped()
+        || error.is_connection_refusal()
+        || error.is_cluster_error()
+        // Replies of a server that is up but cannot serve: still loading, busy with a script,
+        // a replica, out of memory, a cluster without a master for the slot.
+        || matches!(
+            error.code(),
+            Some("LOADING" | "BUSY" | "READONLY" | "OOM" | "MASTERDOWN" | "CLUSTERDOWN" | "TRYAGAIN")
+        )
+    {
+        StoreErrorKind::Unavailable
+    } else if error.kind() == ErrorKind::UnexpectedReturnType {
+        StoreErrorKind::InvalidResponse
+    } else {
+        StoreErrorKind::Other
+    };
+    StoreError::with_source(kind, error)
+}
+
+/// The future of one [`RedisStore`] decision.
+///
+/// Answers at once (without allocating) from the deny cache or an open circuit; otherwise
+/// holds the boxed round trip to Redis (a network call costs far more than the box).
+pub struct RedisCheck {
+    state: State,
+}
+
+enum State {
+    Ready(Ready<Result<Decision, StoreError>>),
+    Pending(Pin<Box<dyn Future<Output = Result<Decision, StoreError>> + Send>>),
+}
+
+impl RedisCheck {
+    fn ready(result: Result<Decision, StoreError>) -> Self {
+        Self {
+            state: State::Ready(std::future::ready(result)),
+        }
+    }
+}
+
+impl fmt::Debug for RedisCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisCheck")
+            .field(
+                "state",
+                &match self.state {
+                    State::Ready(_) => "ready",
+                    State::Pending(_) => "pending",
+                },
+            )
+            .finish()
+    }
+}
+
+impl Future for RedisCheck {
+    type Output = Result<Decision, StoreError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.state {
+            State::Ready(ready) => Pin::new(ready).poll(cx),
+            State::Pending(pending) => pending.as_mut().poll(cx),
+        }
+    }
+}
+
+/// Builds a [`RedisStore`]; see [`RedisStore::builder`].
+pub struct RedisStoreBuilder<K> {
+    nodes: Vec<String>,
+    cluster: bool,
+    prefix: Vec<u8>,
+    timeout: Duration,
+    probe_interval: Duration,
+    policy: FailurePolicy<K>,
+    deny_cache_capacity: usize,
+}
+
+impl<K> fmt::Debug for RedisStoreBuilder<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStoreBuilder")
+            .field("nodes", &self.nodes.len())
+            .field("cluster", &self.cluster)
+            .field("prefix", &String::from_utf8_lossy(&self.prefix))
+            .field("timeout", &self.timeout)
+            .field("probe_interval", &self.probe_interval)
+            .field("policy", &self.policy)
+            .field("deny_cache_capacity", &self.deny_cache_capacity)
+            .finish()
+    }
+}
+
+impl<K> RedisStoreBuilder<K> {
+    fn new(nodes: Vec<String>, cluster: bool) -> Self {
+        Self {
+            nodes,
+            cluster,
+            prefix: b"tower-bouncer:".to_vec(),
+            timeout: Duration::from_millis(50),
+            probe_interval: Duration::from_secs(1),
+            policy: FailurePolicy::Open,
+            deny_cache_capacity: 10_000,
+        }
+    }
+
+    /// The text before every bucket's name (default `"tower-bouncer:"`): give each limit that
+    /// shares a Redis its own.
+    #[must_use]
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into().into_bytes();
+        self
+    }
+
+    /// How long one decision may wait for Redis (default 50 ms); then the failure policy
+    /// answers.
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// How long the circuit stays open after a failure before one request probes Redis again
+    /// (default 1 s).
+    #[must_use]
+    pub fn probe_interval(mut self, interval: Duration) -> Self {
+        self.probe_interval = interval;
+        self
+    }
+
+    /// What to answer while Redis fails (default [`FailurePolicy::Open`]).
+    #[must_use]
+    pub fn on_failure(mut self, policy: FailurePolicy<K>) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// How many keys the local deny cache may hold (default 10,000; 0 turns it off).
+    #[must_use]
+    pub fn deny_cache_capacity(mut self, capacity: usize) -> Self {
+        self.deny_cache_capacity = capacity;
+        self
+    }
+
+    /// Builds the store. The connection is made in the background: a Redis that is down now
+    /// is a failure of the first requests (handled by the policy), not of the build.
+    ///
+    /// # Errors
+    ///
+    /// When a URL is invalid, no node is given, the timeout or the probe interval is zero, or
+    /// no Tokio runtime is running (the connection lives on it).
+    pub fn build(self) -> Result<RedisStore<K>, ConfigError> {
+        if self.nodes.is_empty() {
+            return Err(ConfigError::new("no redis url given"));
+        }
+        if self.timeout.is_zero() {
+            return Err(ConfigError::new("the redis timeout must not be zero"));
+        }
+        if self.probe_interval.is_zero() {
+            return Err(ConfigError::new(
+                "the redis probe interval must not be zero",
+            ));
+        }
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(ConfigError::new(
+                "the redis store must be built inside a tokio runtime",
+            ));
+        }
+        // Connection attempts run in the background; give them at least a second.
+        let connect_timeout = self.probe_interval.max(Duration::from_secs(1));
+        // Our own timeout bounds every call; the library's (500 ms by default) must not cut a
+        // longer one short.
+        let response_timeout = self.timeout.saturating_add(Duration::from_secs(1));
+        let connection = if self.cluster {
+            let client = ClusterClientBuilder::new(self.nodes.iter().map(String::as_str))
+                .connection_timeout(connect_timeout)
+                .response_timeout(response_timeout)
+                .build()
+                .map_err(|error| ConfigError::new(format!("invalid redis cluster: {error}")))?;
+            let config = ClusterConfig::new().set_connection_timeout(connect_timeout);
+            Connection::Cluster(client.get_pending_async_connection_with_config(config))
+        } else {
+            let client = ::redis::Client::open(self.nodes[0].as_str())
+                .map_err(|error| ConfigError::new(format!("invalid redis url: {error}")))?;
+            // One connection attempt per reconnection: the circuit breaker paces the retries.
+            let config = ConnectionManagerConfig::new()
+                .set_number_of_retries(0)
+                .set_connection_timeout(Some(connect_timeout))
+                .set_response_timeout(Some(response_timeout));
+            let manager = ConnectionManager::new_lazy_with_config(client, config)
+                .map_err(|error| ConfigError::new(format!("invalid redis connection: {error}")))?;
+            Connection::Single(manager)
+        };
+        Ok(RedisStore {
+            inner: Arc::new(Inner {
+                connection,
+                script_hash: ::redis::Script::new(SCRIPT).get_hash().to_owned(),
+                windows_script_hash: ::redis::Script::new(WINDOWS_SCRIPT).get_hash().to_owned(),
+                prefix: self.prefix.into_boxed_slice(),
+                timeout: self.timeout,
+                policy: self.policy,
+                breaker: Breaker::new(nanos(self.probe_interval)),
+                deny_cache: DenyCache::new(self.deny_cache_capacity),
+                origin: Instant::now(),
+            }),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn quota(text: &str) -> Quota {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn script_parameters_are_the_memory_stores() {
+        let (gcra, t, tau) = script_parameters(&quota("10/s")).unwrap();
+        assert_eq!(gcra, Gcra::new(&quota("10/s")));
+        assert_eq!((t, tau), (100_000_000, 900_000_000));
+        // A day's burst fits; a burst that takes a year to refill does not.
+        assert!(
+            script_parameters(&quota("1000/h").allow_burst(NonZeroU32::new(24_000).unwrap()))
+                .is_ok()
+        );
+        let error = script_parameters(&quota("1/h").allow_burst(NonZeroU32::new(9_000).unwrap()))
+            .unwrap_err();
+        assert_eq!(error.kind(), StoreErrorKind::Other);
+    }
+
+    #[test]
+    fn a_reply_is_checked_against_the_shared_arithmetic() {
+        // 10/s, burst 3: T = 100 ms, tau = 200 ms.
+        let gcra = Gcra::new(&quota("10/s").allow_burst(NonZeroU32::new(3).unwrap()));
+        let ms = 1_000_000;
+        let allowed = Reply {
+            allowed: true,
+            before: 0,
+            after: 100 * ms,
+        };
+        let decision = allowed.decision(&gcra, 1).unwrap();
+        assert!(decision.allowed());
+        assert_eq!(decision.remaining(), 2);
+        assert_eq!(decision.full_after(), Duration::from_millis(100));
+
+        let denied = Reply {
+            allowed: false,
+            before: 300 * ms,
+            after: 300 * ms,
+        };
+        let decision = denied.decision(&gcra, 1).unwrap();
+        assert_eq!(decision.retry_after(), Some(Duration::from_millis(100)));
+
+        // A script that allowed what the arithmetic denies is an invalid response.
+        let wrong = Reply {
+            allowed: true,
+            before: 300 * ms,
+            after: 400 * ms,
+        };
+        assert_eq!(
+            wrong.decision(&gcra, 1).unwrap_err().kind(),
+            StoreErrorKind::InvalidResponse
+        );
+        let wrong_tat = Reply {
+            allowed: true,
+            before: 0,
+            after: 200 * ms,
+        };
+        assert!(wrong_tat.decision(&gcra, 1).is_err());
+    }
+
+    #[test]
+    fn the_failure_policies() {
+        let q = quota("10/s").allow_burst(NonZeroU32::new(3).unwrap());
+        let gcra = Gcra::new(&q);
+        let one = NonZeroU32::MIN;
+        let error = || StoreError::new(StoreErrorKind::Timeout);
+
+        let open = apply_policy::<u32>(&FailurePolicy::Open, Some(&1), &gcra, &q, one, error());
+        let open = open.unwrap();
+        assert!(open.allowed());
+        assert_eq!(open.remaining(), 2);
+        // Open still refuses what can never pass.
+        let never = NonZeroU32::new(4).unwrap();
+        let open = apply_policy::<u32>(&FailurePolicy::Open, Some(&1), &gcra, &q, never, error());
+        assert_eq!(open.unwrap().retry_after(), None);
+
+        let closed = apply_policy::<u32>(&FailurePolicy::Closed, Some(&1), &gcra, &q, one, error());
+        assert_eq!(closed.unwrap_err().kind(), StoreErrorKind::Timeout);
+
+        let local = FailurePolicy::Local(MemoryStore::<u32>::new());
+        for _ in 0..3 {
+            let decision = apply_policy(&local, Some(&1), &gcra, &q, one, error()).unwrap();
+            assert!(decision.allowed());
+        }
+        let decision = apply_policy(&local, Some(&1), &gcra, &q, one, error()).unwrap();
+        assert!(!decision.allowed());
+        assert!(format!("{local:?}").starts_with("Local(MemoryStore"));
+    }
+
+    #[test]
+    fn build_checks_its_configuration() {
+        // Outside a runtime.
+        let error = RedisStore::<u32>::builder("redis://127.0.0.1:1/")
+            .build()
+            .unwrap_err();
+        assert!(error.to_string().contains("tokio runtime"), "{error}");
+
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _guard = runtime.enter();
+        let bad = [
+            RedisStore::<u32>::builder("not a url").build(),
+            RedisStore::<u32>::builder("redis://127.0.0.1:1/")
+                .timeout(Duration::ZERO)
+                .build(),
+            RedisStore::<u32>::builder("redis://127.0.0.1:1/")
+                .probe_interval(Duration::ZERO)
+                .build(),
+            RedisStore::<u32>::cluster_builder(Vec::<String>::new()).build(),
+        ];
+        for result in bad {
+            let error = result.unwrap_err().to_string();
+            assert!(error.starts_with(|c: char| c.is_lowercase()), "{error}");
+            assert!(!error.ends_with('.'), "{error}");
+        }
+        let store = RedisStore::<u32>::builder("redis://127.0.0.1:1/")
+            .prefix("app:")
+            .build()
+            .unwrap();
+        assert!(store.is_available());
+        assert!(format!("{store:?}").contains("prefix: \"app:\""));
+    }
+
+    #[test]
+    fn public_types_are_send_sync_clone() {
+        fn assert_send_sync<T: Send + Sync + 'static>() {}
+        fn assert_send<T: Send + 'static>() {}
+        assert_send_sync::<RedisStore<String>>();
+        assert_send_sync::<FailurePolicy<String>>();
+        assert_send::<RedisCheck>();
+    }
+}
