@@ -26,7 +26,7 @@ use tower_bouncer::client_ip::{
 #[cfg(feature = "signed")]
 use tower_bouncer::client_ip::{SignedHeader, SigningKeys};
 use tower_bouncer::explain::Explain;
-use tower_bouncer::rate_limit::{ExtractKey, IpKey, Quota, RateLimitLayer};
+use tower_bouncer::rate_limit::{ExtractKey, IpKey, MaskedIp, Quota, RateLimitLayer};
 
 const USAGE: &str = "\
 tower-bouncer example server
@@ -49,6 +49,10 @@ OPTIONS:
   --ipv4-prefix LEN          IPv4 clients share a bucket per prefix (default 32)
   --hide-retry-after         no timing hint at all in 429 responses
   --ratelimit-headers        IETF RateLimit-Policy / RateLimit fields
+  --redis URL                keep the buckets in Redis (redis://HOST:PORT/): one limit shared
+                             by every server on the same Redis (build with --features redis)
+  --redis-failure open|closed|local   while Redis fails: allow, answer 503, or limit in
+                             memory on this server alone (default open)
   --proxy-protocol RANGE     repeatable: connections from RANGE must open with a PROXY protocol
                              v1/v2 header; its source address becomes the peer (a CIDR, an
                              address or a preset, as --trust; needs feature proxy-protocol)
@@ -76,6 +80,16 @@ struct Options {
     ratelimit_headers: bool,
     #[cfg_attr(not(feature = "proxy-protocol"), allow(dead_code))]
     proxy_protocol: Option<TrustedRanges>,
+    redis: Option<String>,
+    redis_failure: Option<RedisFailure>,
+}
+
+/// `--redis-failure`: what the Redis store answers while Redis fails.
+#[derive(Debug, Clone, Copy)]
+enum RedisFailure {
+    Open,
+    Closed,
+    Local,
 }
 
 fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, String> {
@@ -93,6 +107,8 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
         hide_retry_after: false,
         ratelimit_headers: false,
         proxy_protocol: None,
+        redis: None,
+        redis_failure: None,
     };
     let mut args = args.into_iter();
     while let Some(flag) = args.next() {
@@ -176,16 +192,30 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
                 let known = options.proxy_protocol.take().unwrap_or_default();
                 options.proxy_protocol = Some(known.with(ranges));
             }
-            "--redis" | "--redis-failure" => {
-                return Err(format!(
-                    "{flag} is part of the contract but not available in this build yet"
-                ))
+            "--redis" => options.redis = Some(value("--redis")?),
+            "--redis-failure" => {
+                options.redis_failure = Some(match value("--redis-failure")?.as_str() {
+                    "open" => RedisFailure::Open,
+                    "closed" => RedisFailure::Closed,
+                    "local" => RedisFailure::Local,
+                    other => {
+                        return Err(format!(
+                            "--redis-failure: `{other}` is not open, closed or local"
+                        ))
+                    }
+                })
             }
             other => return Err(format!("unknown option `{other}` (see --help)")),
         }
     }
     if options.sources.is_empty() {
         options.sources.push("peer".to_owned());
+    }
+    if options.redis.is_some() && options.quota.is_none() {
+        return Err("--redis needs a --quota".into());
+    }
+    if options.redis_failure.is_some() && options.redis.is_none() {
+        return Err("--redis-failure needs --redis".into());
     }
     if options.burst.is_some() && options.quota.is_none() {
         return Err("--burst needs a --quota".into());
@@ -335,24 +365,41 @@ fn build_router(options: &Options) -> Result<Router, String> {
         .ipv6_prefix(options.ipv6_prefix)
         .and_then(|key| key.ipv4_prefix(options.ipv4_prefix))
         .map_err(|e| e.to_string())?;
-    let limit = match options.quota {
-        Some(mut quota) => {
-            if let Some(burst) = options.burst {
-                quota = quota.allow_burst(burst);
-            }
-            let mut limit = RateLimitLayer::builder(quota)
-                .key(key)
-                .ratelimit_headers(options.ratelimit_headers);
-            if options.hide_retry_after {
-                limit = limit.hide_timing();
-            }
-            Some(limit.build().map_err(|e| format!("--quota: {e}"))?)
+    let builder = options.quota.map(|mut quota| {
+        if let Some(burst) = options.burst {
+            quota = quota.allow_burst(burst);
         }
-        None => None,
-    };
+        let builder = RateLimitLayer::builder(quota)
+            .key(key)
+            .ratelimit_headers(options.ratelimit_headers);
+        if options.hide_retry_after {
+            builder.hide_timing()
+        } else {
+            builder
+        }
+    });
     let mut explainer = Explain::from_layer(&client_ip);
-    if let Some(limit) = &limit {
-        explainer = explainer.rate_limit_layer(limit);
+    // The in-memory limit, shown with its bucket state by `/explain`; or the Redis one, whose
+    // buckets `/explain` does not read.
+    let mut memory_limit = None;
+    let mut redis_limit = None;
+    if let Some(builder) = builder {
+        match &options.redis {
+            None => {
+                let limit = builder.build().map_err(|e| format!("--quota: {e}"))?;
+                explainer = explainer.rate_limit_layer(&limit);
+                memory_limit = Some(limit);
+            }
+            Some(url) => {
+                let store = redis_store(url, options.redis_failure)?;
+                redis_limit = Some(
+                    builder
+                        .store(store)
+                        .build()
+                        .map_err(|e| format!("--quota: {e}"))?,
+                );
+            }
+        }
     }
     let app = Arc::new(App {
         key,
@@ -370,10 +417,40 @@ fn build_router(options: &Options) -> Result<Router, String> {
             "/explain",
             get(move |request: Request| explain(Arc::clone(&explain_app), request)),
         );
-    if let Some(limit) = limit {
+    if let Some(limit) = memory_limit {
+        router = router.layer(limit);
+    }
+    if let Some(limit) = redis_limit {
         router = router.layer(limit);
     }
     Ok(router.layer(client_ip))
+}
+
+/// The store of `--redis URL`. Built inside the Tokio runtime: its connection lives there.
+#[cfg(feature = "redis")]
+fn redis_store(
+    url: &str,
+    failure: Option<RedisFailure>,
+) -> Result<tower_bouncer::store::RedisStore<MaskedIp>, String> {
+    use tower_bouncer::store::{FailurePolicy, MemoryStore, RedisStore};
+    let policy = match failure.unwrap_or(RedisFailure::Open) {
+        RedisFailure::Open => FailurePolicy::Open,
+        RedisFailure::Closed => FailurePolicy::Closed,
+        RedisFailure::Local => FailurePolicy::Local(MemoryStore::new()),
+    };
+    RedisStore::builder(url)
+        .on_failure(policy)
+        .build()
+        .map_err(|e| format!("--redis: {e}"))
+}
+
+/// Without the `redis` feature there is no Redis store.
+#[cfg(not(feature = "redis"))]
+fn redis_store(
+    _url: &str,
+    _failure: Option<RedisFailure>,
+) -> Result<tower_bouncer::store::MemoryStore<MaskedIp>, String> {
+    Err("--redis needs the example built with --features redis".into())
 }
 
 fn main() -> ExitCode {
@@ -383,13 +460,6 @@ fn main() -> ExitCode {
             print!("{USAGE}");
             return ExitCode::SUCCESS;
         }
-        Err(message) => {
-            eprintln!("error: {message}");
-            return ExitCode::from(2);
-        }
-    };
-    let router = match build_router(&options) {
-        Ok(router) => router,
         Err(message) => {
             eprintln!("error: {message}");
             return ExitCode::from(2);
@@ -410,6 +480,14 @@ fn main() -> ExitCode {
         Err(error) => {
             eprintln!("error: cannot start the runtime: {error}");
             return ExitCode::FAILURE;
+        }
+    };
+    // Inside the runtime: the Redis store connects on it.
+    let router = match runtime.block_on(async { build_router(&options) }) {
+        Ok(router) => router,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(2);
         }
     };
     runtime.block_on(async move {
