@@ -48,6 +48,7 @@
 
 pub mod client_ip;
 mod error;
+pub mod metrics;
 pub mod rate_limit;
 pub mod store;
 

@@ -2,6 +2,7 @@
 //!
 //! (Module documentation is completed with the sources.)
 
+mod detect;
 mod layer;
 mod parse;
 mod request;
@@ -15,6 +16,7 @@ mod extract;
 
 #[cfg(feature = "axum")]
 pub use extract::MissingClientIp;
+pub use detect::{Detection, Misconfiguration, Misconfigurations, MISCONFIG_TARGET};
 pub use layer::{ClientIpLayer, OnUnresolved};
 pub use request::{PeerAddr, RequestView};
 pub use service::{ClientIpService, ResponseFuture};

@@ -123,6 +123,11 @@ impl ResolveClientIp for Forwarded {
         self.walk
             .resolve(request, elements, read_element, SourceKind::Forwarded)
     }
+
+    fn headers_read(&self) -> &[http::HeaderName] {
+        static READ: [http::HeaderName; 1] = [FORWARDED];
+        &READ
+    }
 }
 
 /// The elements of every `Forwarded` line, right to left, split at commas outside quoted

@@ -316,6 +316,10 @@ impl ResolveClientIp for TrustedHeader {
         }
         Resolution::resolved(ip, SourceKind::Header)
     }
+
+    fn headers_read(&self) -> &[HeaderName] {
+        std::slice::from_ref(&self.name)
+    }
 }
 
 impl fmt::Debug for TrustedHeader {

@@ -3,6 +3,8 @@
 use std::fmt;
 use std::net::IpAddr;
 
+use http::HeaderName;
+
 use super::{RequestView, SourceKind};
 
 /// One way of finding the client IP of a request.
@@ -40,17 +42,35 @@ use super::{RequestView, SourceKind};
 pub trait ResolveClientIp: fmt::Debug + Send + Sync + 'static {
     /// Resolve the client IP of `request`. Must not panic, allocate or block.
     fn resolve(&self, request: &RequestView<'_>) -> Resolution;
+
+    /// The forwarding headers this source reads (none by default).
+    ///
+    /// Misconfiguration detection uses it, once when the layer is built, to know which
+    /// forwarding headers the configuration *ignores*: one of those arriving on live traffic
+    /// means a proxy is probably in front of a source that does not read it. A source that
+    /// reads a header should name it here.
+    fn headers_read(&self) -> &[HeaderName] {
+        &[]
+    }
 }
 
 impl<R: ResolveClientIp + ?Sized> ResolveClientIp for Box<R> {
     fn resolve(&self, request: &RequestView<'_>) -> Resolution {
         (**self).resolve(request)
     }
+
+    fn headers_read(&self) -> &[HeaderName] {
+        (**self).headers_read()
+    }
 }
 
 impl<R: ResolveClientIp + ?Sized> ResolveClientIp for std::sync::Arc<R> {
     fn resolve(&self, request: &RequestView<'_>) -> Resolution {
         (**self).resolve(request)
+    }
+
+    fn headers_read(&self) -> &[HeaderName] {
+        (**self).headers_read()
     }
 }
 

@@ -325,6 +325,10 @@ impl ResolveClientIp for SignedHeader {
             Err(reason) => Resolution::Untrustworthy(reason),
         }
     }
+
+    fn headers_read(&self) -> &[HeaderName] {
+        std::slice::from_ref(&self.name)
+    }
 }
 
 impl fmt::Debug for SignedHeader {
