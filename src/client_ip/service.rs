@@ -113,6 +113,12 @@ where
                             ));
                         }
                         (_, peer) => {
+                            #[cfg(feature = "metrics")]
+                            crate::metrics::request(
+                                "unresolved",
+                                "none",
+                                crate::metrics::Route::of(view.extensions()),
+                            );
                             tracing::debug!(
                                 target: "tower_bouncer::client_ip",
                                 reason = reason.code(),

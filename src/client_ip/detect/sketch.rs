@@ -68,6 +68,7 @@ impl<K: Copy + Eq> SpaceSaving<K> {
     }
 
     /// The monitored counters, in no particular order.
+    #[cfg(test)]
     pub(crate) fn counters(&self) -> &[Counter<K>] {
         &self.counters
     }
