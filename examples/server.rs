@@ -97,9 +97,9 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
             "-h" | "--help" => return Ok(None),
             "--listen" => {
                 let text = value("--listen")?;
-                options.listen = text
-                    .parse()
-                    .map_err(|_| format!("--listen: `{text}` is not an address like 127.0.0.1:3000"))?;
+                options.listen = text.parse().map_err(|_| {
+                    format!("--listen: `{text}` is not an address like 127.0.0.1:3000")
+                })?;
             }
             "--source" => options.sources.push(value("--source")?),
             "--trust" => {
@@ -118,12 +118,19 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
                 options.on_unresolved = match value("--on-unresolved")?.as_str() {
                     "peer" => OnUnresolved::FallbackToPeer,
                     "reject" => OnUnresolved::Reject,
-                    other => return Err(format!("--on-unresolved: `{other}` is not `peer` or `reject`")),
+                    other => {
+                        return Err(format!(
+                            "--on-unresolved: `{other}` is not `peer` or `reject`"
+                        ))
+                    }
                 }
             }
             "--quota" => {
                 if options.quota.is_some() {
-                    return Err("--quota: several windows at once are not supported yet; give one --quota".into());
+                    return Err(
+                        "--quota: several windows at once are not supported yet; give one --quota"
+                            .into(),
+                    );
                 }
                 let text = value("--quota")?;
                 options.quota = Some(text.parse().map_err(|error| format!("--quota: {error}"))?);
@@ -135,12 +142,18 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
                         .map_err(|_| format!("--burst: `{text}` is not a whole number >= 1"))?,
                 );
             }
-            "--ipv6-prefix" => options.ipv6_prefix = parse_prefix("--ipv6-prefix", &value("--ipv6-prefix")?, 128)?,
-            "--ipv4-prefix" => options.ipv4_prefix = parse_prefix("--ipv4-prefix", &value("--ipv4-prefix")?, 32)?,
+            "--ipv6-prefix" => {
+                options.ipv6_prefix = parse_prefix("--ipv6-prefix", &value("--ipv6-prefix")?, 128)?
+            }
+            "--ipv4-prefix" => {
+                options.ipv4_prefix = parse_prefix("--ipv4-prefix", &value("--ipv4-prefix")?, 32)?
+            }
             "--hide-retry-after" => options.hide_retry_after = true,
             "--ratelimit-headers" => options.ratelimit_headers = true,
             "--redis" | "--redis-failure" | "--proxy-protocol" => {
-                return Err(format!("{flag} is part of the contract but not available in this build yet"))
+                return Err(format!(
+                    "{flag} is part of the contract but not available in this build yet"
+                ))
             }
             other => return Err(format!("unknown option `{other}` (see --help)")),
         }
@@ -157,7 +170,9 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
 fn parse_prefix(flag: &str, text: &str, max: u8) -> Result<u8, String> {
     match text.parse::<u8>() {
         Ok(len) if (1..=max).contains(&len) => Ok(len),
-        _ => Err(format!("{flag}: `{text}` is not a prefix length between 1 and {max}")),
+        _ => Err(format!(
+            "{flag}: `{text}` is not a prefix length between 1 and {max}"
+        )),
     }
 }
 
@@ -224,7 +239,10 @@ fn build_sources(options: &Options) -> Result<Vec<NamedSource>, String> {
             }
             _ => return Err(format!("--source: `{spec}` is not one of peer | xff | xff-hops:N | forwarded | forwarded-hops:N | header:NAME | signed:NAME")),
         };
-        sources.push(NamedSource { spec: spec.clone(), source });
+        sources.push(NamedSource {
+            spec: spec.clone(),
+            source,
+        });
     }
     Ok(sources)
 }
@@ -236,7 +254,12 @@ struct App {
 }
 
 fn json_response(status: StatusCode, body: Value) -> Response {
-    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 fn key_text(app: &App, request: &Request) -> Value {
@@ -257,7 +280,10 @@ fn key_text(app: &App, request: &Request) -> Value {
 
 async fn root(app: Arc<App>, request: Request) -> Response {
     let Some(client) = request.extensions().get::<ClientIp>().copied() else {
-        return json_response(StatusCode::INTERNAL_SERVER_ERROR, json!({"error": "no client ip"}));
+        return json_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"error": "no client ip"}),
+        );
     };
     let mut body = json!({
         "ip": client.ip().to_string(),
@@ -344,12 +370,18 @@ fn build_router(options: &Options) -> Result<Router, String> {
         .ipv6_prefix(options.ipv6_prefix)
         .and_then(|key| key.ipv4_prefix(options.ipv4_prefix))
         .map_err(|e| e.to_string())?;
-    let app = Arc::new(App { sources, key: key.clone() });
+    let app = Arc::new(App {
+        sources,
+        key: key.clone(),
+    });
 
     let root_app = Arc::clone(&app);
     let explain_app = Arc::clone(&app);
     let mut router = Router::new()
-        .route("/", get(move |request: Request| root(Arc::clone(&root_app), request)))
+        .route(
+            "/",
+            get(move |request: Request| root(Arc::clone(&root_app), request)),
+        )
         .route(
             "/explain",
             get(move |request: Request| explain(Arc::clone(&explain_app), request)),
@@ -364,9 +396,7 @@ fn build_router(options: &Options) -> Result<Router, String> {
         if options.hide_retry_after {
             limit = limit.hide_timing();
         }
-        let limit = limit
-            .build()
-            .map_err(|e| format!("--quota: {e}"))?;
+        let limit = limit.build().map_err(|e| format!("--quota: {e}"))?;
         router = router.layer(limit);
     }
     Ok(router.layer(client_ip))
@@ -398,7 +428,10 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the runtime: {error}");

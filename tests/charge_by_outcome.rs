@@ -57,7 +57,14 @@ async fn status<S>(service: &mut S, request: Request<&'static str>) -> StatusCod
 where
     S: Service<Request<&'static str>, Response = Response<&'static str>, Error = Infallible>,
 {
-    service.ready().await.unwrap().call(request).await.unwrap().status()
+    service
+        .ready()
+        .await
+        .unwrap()
+        .call(request)
+        .await
+        .unwrap()
+        .status()
 }
 
 #[tokio::test]
@@ -168,7 +175,9 @@ async fn charge_by_outcome_with_a_store_that_cannot_peek_fails_closed() {
         .charge_when(|status: StatusCode| status == StatusCode::UNAUTHORIZED)
         .build()
         .unwrap();
-    let service = ServiceBuilder::new().layer(layer).service(service_fn(login));
+    let service = ServiceBuilder::new()
+        .layer(layer)
+        .service(service_fn(login));
     let response = service.oneshot(attempt(attacker(), RIGHT)).await.unwrap();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
 }

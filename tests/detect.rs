@@ -66,7 +66,10 @@ impl Capture {
 
     /// The misconfiguration warnings, as `kind` codes.
     fn kinds(&self) -> Vec<String> {
-        self.warnings().into_iter().map(|e| e.fields["kind"].clone()).collect()
+        self.warnings()
+            .into_iter()
+            .map(|e| e.fields["kind"].clone())
+            .collect()
     }
 
     fn warnings(&self) -> Vec<Event> {
@@ -91,12 +94,10 @@ fn v4(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
 fn request(peer: IpAddr, headers: &[(&str, &str)]) -> Request<()> {
     let mut request = Request::new(());
     for (name, value) in headers {
-        request
-            .headers_mut()
-            .append(
-                http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
-                http::HeaderValue::from_str(value).unwrap(),
-            );
+        request.headers_mut().append(
+            http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            http::HeaderValue::from_str(value).unwrap(),
+        );
     }
     request
         .extensions_mut()
@@ -147,15 +148,32 @@ async fn issue_8_ignored_forwarding_header_warns_once_per_interval() {
     // The header's value never appears in the warning.
     assert!(!format!("{warnings:?}").contains("203.0.113.7"));
     let counts = layer.misconfigurations();
-    assert_eq!(counts.warnings(Misconfiguration::IgnoredForwardingHeader), 1);
+    assert_eq!(
+        counts.warnings(Misconfiguration::IgnoredForwardingHeader),
+        1
+    );
 
     // Once the interval has passed, it warns again.
     clock.advance(Duration::from_secs(59));
-    send(&layer, request(v4(10, 0, 0, 2), &[("forwarded", "for=203.0.113.7")])).await;
-    assert_eq!(counts.warnings(Misconfiguration::IgnoredForwardingHeader), 1);
+    send(
+        &layer,
+        request(v4(10, 0, 0, 2), &[("forwarded", "for=203.0.113.7")]),
+    )
+    .await;
+    assert_eq!(
+        counts.warnings(Misconfiguration::IgnoredForwardingHeader),
+        1
+    );
     clock.advance(Duration::from_secs(1));
-    send(&layer, request(v4(10, 0, 0, 2), &[("cf-connecting-ip", "203.0.113.7")])).await;
-    assert_eq!(counts.warnings(Misconfiguration::IgnoredForwardingHeader), 2);
+    send(
+        &layer,
+        request(v4(10, 0, 0, 2), &[("cf-connecting-ip", "203.0.113.7")]),
+    )
+    .await;
+    assert_eq!(
+        counts.warnings(Misconfiguration::IgnoredForwardingHeader),
+        2
+    );
     assert_eq!(capture.warnings()[1].fields["header"], "cf-connecting-ip");
 }
 
@@ -202,7 +220,11 @@ async fn issue_8_ignored_forwarding_header_quiet_when_right() {
     // nginx in front, keyed on X-Forwarded-For.
     let nginx = ClientIpLayer::new(XForwardedFor::rightmost_untrusted(TrustedRanges::private()))
         .detection(eager(&clock));
-    send(&nginx, request(v4(10, 0, 0, 2), &[("x-forwarded-for", "203.0.113.7")])).await;
+    send(
+        &nginx,
+        request(v4(10, 0, 0, 2), &[("x-forwarded-for", "203.0.113.7")]),
+    )
+    .await;
 
     assert!(capture.warnings().is_empty(), "{:?}", capture.warnings());
     for layer in [direct, cloudflare, nginx] {
@@ -242,11 +264,15 @@ async fn issue_8_untrusted_peer_sending_the_trusted_header_warns() {
     assert_eq!(warnings[0].fields["peer"], "198.51.100.4");
     assert!(!format!("{warnings:?}").contains("6.6.6.6"));
     assert_eq!(
-        alone.misconfigurations().warnings(Misconfiguration::UntrustedPeer),
+        alone
+            .misconfigurations()
+            .warnings(Misconfiguration::UntrustedPeer),
         1
     );
     assert_eq!(
-        chain.misconfigurations().warnings(Misconfiguration::UntrustedPeer),
+        chain
+            .misconfigurations()
+            .warnings(Misconfiguration::UntrustedPeer),
         1
     );
 }
@@ -263,7 +289,11 @@ async fn issue_8_untrusted_peer_quiet_when_right() {
     )
     .detection(eager(&clock));
     // Through the local nginx: the header is read.
-    send(&chain, request(v4(127, 0, 0, 1), &[("x-real-ip", "203.0.113.7")])).await;
+    send(
+        &chain,
+        request(v4(127, 0, 0, 1), &[("x-real-ip", "203.0.113.7")]),
+    )
+    .await;
     // A direct client without the header.
     send(&chain, request(v4(198, 51, 100, 4), &[])).await;
     assert!(capture.warnings().is_empty(), "{:?}", capture.warnings());
@@ -287,7 +317,9 @@ async fn issue_8_concentrated_clients_warns() {
     assert_eq!(warnings[0].fields["top_share_percent"], "100");
     assert_eq!(warnings[0].fields["samples"], "100");
     assert_eq!(
-        layer.misconfigurations().warnings(Misconfiguration::ConcentratedClients),
+        layer
+            .misconfigurations()
+            .warnings(Misconfiguration::ConcentratedClients),
         1
     );
 }

@@ -17,7 +17,11 @@ use tower_bouncer::client_ip::{PeerAddr, SocketPeer};
 use tower_bouncer::rate_limit::{Quota, RateLimitLayer};
 use tower_bouncer::ClientIpLayer;
 
-fn request(path: &str, peer: Option<IpAddr>, headers: &[(&'static str, &'static str)]) -> Request<Body> {
+fn request(
+    path: &str,
+    peer: Option<IpAddr>,
+    headers: &[(&'static str, &'static str)],
+) -> Request<Body> {
     let mut request = Request::get(path).body(Body::empty()).unwrap();
     for (name, value) in headers {
         request.headers_mut().insert(*name, value.parse().unwrap());
@@ -109,7 +113,9 @@ async fn issue_8_metrics_move() {
     // 4096 decisions), all on this thread.
     let busy = ServiceBuilder::new()
         .layer(ClientIpLayer::new(SocketPeer::new()).detect_misconfiguration(false))
-        .layer(RateLimitLayer::new(Quota::per_minute(NonZeroU32::new(1).unwrap())))
+        .layer(RateLimitLayer::new(Quota::per_minute(
+            NonZeroU32::new(1).unwrap(),
+        )))
         .service(service_fn(|_: Request<Body>| async {
             Ok::<_, Infallible>(Response::new(Body::empty()))
         }));

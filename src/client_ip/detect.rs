@@ -329,10 +329,8 @@ impl Detector {
         };
         // A header the sources read, ignored because of who sent it: checked on every
         // request that reached this state, which a right deployment never does.
-        let untrusted = matches!(
-            resolution.reason(),
-            Some(Reason::PeerNotTrusted)
-        ) || (keyed_on_peer && !self.read.is_empty());
+        let untrusted = matches!(resolution.reason(), Some(Reason::PeerNotTrusted))
+            || (keyed_on_peer && !self.read.is_empty());
         if untrusted {
             if let Some(name) = present(view, &self.read) {
                 if self.should_warn(Misconfiguration::UntrustedPeer) {

@@ -14,16 +14,16 @@ mod value;
 #[cfg(feature = "axum")]
 mod extract;
 
+pub use detect::{Detection, Misconfiguration, Misconfigurations, MISCONFIG_TARGET};
 #[cfg(feature = "axum")]
 pub use extract::MissingClientIp;
-pub use detect::{Detection, Misconfiguration, Misconfigurations, MISCONFIG_TARGET};
 pub use layer::{ClientIpLayer, OnUnresolved};
 pub use request::{PeerAddr, RequestView};
 pub use service::{ClientIpService, ResponseFuture};
 pub use source::{Chain, TrustedHeader};
 pub use source::{Forwarded, XForwardedFor};
 pub use source::{Reason, Resolution, ResolveClientIp, SocketPeer};
-pub use trusted::{TrustedRanges, CLOUDFLARE_RANGES_DATE};
 #[cfg(feature = "signed")]
 pub use source::{SignedHeader, Signer, SigningKey, SigningKeys};
+pub use trusted::{TrustedRanges, CLOUDFLARE_RANGES_DATE};
 pub use value::{ClientIp, SourceKind};

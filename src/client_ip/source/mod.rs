@@ -245,14 +245,14 @@ mod chain;
 mod forwarded;
 mod header;
 mod peer;
-mod xff;
 #[cfg(feature = "signed")]
 mod signed;
+mod xff;
 
 pub use chain::Chain;
 pub use forwarded::Forwarded;
 pub use header::TrustedHeader;
 pub use peer::SocketPeer;
-pub use xff::XForwardedFor;
 #[cfg(feature = "signed")]
 pub use signed::{SignedHeader, Signer, SigningKey, SigningKeys};
+pub use xff::XForwardedFor;
