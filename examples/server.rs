@@ -370,10 +370,7 @@ fn build_router(options: &Options) -> Result<Router, String> {
         .ipv6_prefix(options.ipv6_prefix)
         .and_then(|key| key.ipv4_prefix(options.ipv4_prefix))
         .map_err(|e| e.to_string())?;
-    let app = Arc::new(App {
-        sources,
-        key: key.clone(),
-    });
+    let app = Arc::new(App { sources, key });
 
     let root_app = Arc::clone(&app);
     let explain_app = Arc::clone(&app);
