@@ -82,32 +82,29 @@ pub(crate) fn request(decision: &'static str, source: &'static str, route: Route
         route.as_ptr() as usize,
         route.len(),
     );
-    let cached = COUNTERS.with(|cache| {
-        let cache = cache.borrow();
-        cache
-            .get(&key)
-            .filter(|(text, _)| **text == *route)
-            .map(|(_, counter)| counter.clone())
-    });
-    let counter = match cached {
-        Some(counter) => counter,
-        None => {
-            let counter = metrics::counter!(
-                names::REQUESTS,
-                "decision" => decision,
-                "source" => source,
-                "route" => route.to_owned()
-            );
-            COUNTERS.with(|cache| {
-                let mut cache = cache.borrow_mut();
-                if cache.len() < MAX_CACHED_SERIES || cache.contains_key(&key) {
-                    cache.insert(key, (route.into(), counter.clone()));
-                }
-            });
-            counter
+    let counted = COUNTERS.with(|cache| match cache.borrow().get(&key) {
+        Some((text, counter)) if **text == *route => {
+            counter.increment(1);
+            true
         }
-    };
+        _ => false,
+    });
+    if counted {
+        return;
+    }
+    let counter = metrics::counter!(
+        names::REQUESTS,
+        "decision" => decision,
+        "source" => source,
+        "route" => route.to_owned()
+    );
     counter.increment(1);
+    COUNTERS.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if cache.len() < MAX_CACHED_SERIES || cache.contains_key(&key) {
+            cache.insert(key, (route.into(), counter));
+        }
+    });
 }
 
 #[cfg(feature = "metrics")]

@@ -394,10 +394,10 @@ async fn issue_8_detection_off_is_silent_and_counts_nothing() {
 async fn issue_8_detection_on_by_default_with_sampling() {
     let capture = Capture::default();
     let _guard = capture.install();
-    // The default samples one request in 16 per thread: a misconfigured deployment is
-    // noticed within the first 16 requests.
+    // The default samples one request in 64 per thread: a misconfigured deployment is
+    // noticed within the first 64 requests.
     let layer = ClientIpLayer::new(SocketPeer::new());
-    for _ in 0..16 {
+    for _ in 0..64 {
         let nginx = request(v4(10, 0, 0, 2), &[("x-forwarded-for", "203.0.113.7")]);
         send(&layer, nginx).await;
     }

@@ -143,7 +143,7 @@ async fn issue_8_metrics_move() {
     assert!(tracked >= 1.0 && tracked <= 4096.0, "{tracked}");
 
     // A misconfigured layer: keyed on the peer behind a proxy. The default detection samples
-    // one request in 16 per thread and logs the kind once a minute.
+    // one request in 64 per thread and logs the kind once a minute.
     let misconfigured = ServiceBuilder::new()
         .layer(ClientIpLayer::new(SocketPeer::new()))
         .service(service_fn(|_: Request<Body>| async {

@@ -1,42 +1,4 @@
-//! Misconfiguration detection: the client-IP layer watches live traffic and warns when the
-//! deployment looks wrong — "you are probably limiting your proxy".
-//!
-//! On by default. Each warning is a `tracing` event at `warn` level with the target
-//! `tower_bouncer::misconfig` and a stable `kind` field (a [`Misconfiguration::code`]), logged at
-//! most once per [interval](Detection::interval) per kind, and counted
-//! ([`Misconfigurations`]; with the feature `metrics`, `tower_bouncer_misconfigurations_total`).
-//!
-//! | `kind` | When | What it usually means |
-//! |---|---|---|
-//! | `ignored_forwarding_header` | the request was keyed on the socket peer (or the configured header was missing) while a forwarding header the sources do not read arrived | a proxy is in front, and every client shares the proxy's bucket |
-//! | `untrusted_peer` | a header the sources read arrived from a peer outside their trusted ranges | someone reaches the origin directly, or the trusted ranges are stale |
-//! | `concentrated_clients` | in a window of sampled requests, the three most frequent client IPs make up 80 % or more | the "client" IPs are your proxies |
-//! | `proxy_range_clients` | in a window of sampled requests, half or more of the client IPs are loopback, private, CGNAT or Cloudflare addresses | the "client" IPs are your proxies |
-//!
-//! The detection reads no header value: it only checks whether a forwarding header is
-//! present. Its cost on a request is a match on the resolution and a thread-local counter; one
-//! request in [`sample_every`](Detection::sample_every) (16 by default) also checks a dozen
-//! header names and feeds a 32-counter heavy-hitter sketch (Space-Saving, memory bounded
-//! whatever the traffic) behind a lock that is only tried, never waited for.
-//!
-//! ```
-//! use std::time::Duration;
-//! use tower_bouncer::client_ip::{ClientIpLayer, Detection, Misconfiguration, SocketPeer};
-//!
-//! // The default: on, each kind at most once a minute.
-//! let layer = ClientIpLayer::new(SocketPeer::new());
-//! assert_eq!(layer.misconfigurations().warnings(Misconfiguration::UntrustedPeer), 0);
-//!
-//! // Customised: every five minutes, sampling one request in 64.
-//! let layer = ClientIpLayer::new(SocketPeer::new()).detection(
-//!     Detection::new()
-//!         .interval(Duration::from_secs(300))
-//!         .sample_every(std::num::NonZeroU32::new(64).unwrap()),
-//! );
-//! // Or off.
-//! let quiet = ClientIpLayer::new(SocketPeer::new()).detect_misconfiguration(false);
-//! # let _ = (layer, quiet);
-//! ```
+//! Misconfiguration detection: see [`Detection`], where it is documented for users.
 
 mod sketch;
 
@@ -78,7 +40,7 @@ const HANDFUL: usize = 3;
 /// Counters in the heavy-hitter sketch.
 const SKETCH_COUNTERS: usize = 32;
 
-/// A kind of misconfiguration the client-IP layer detects (see the [module docs](self)).
+/// A kind of misconfiguration the client-IP layer detects (see [`Detection`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Misconfiguration {
@@ -132,6 +94,46 @@ impl fmt::Display for Misconfiguration {
 /// The misconfiguration-detection settings of a [`ClientIpLayer`](super::ClientIpLayer).
 ///
 /// [`Detection::new`] (the default) is on; [`Detection::off`] detects nothing.
+///
+/// Misconfiguration detection: the client-IP layer watches live traffic and warns when the
+/// deployment looks wrong — "you are probably limiting your proxy".
+///
+/// On by default. Each warning is a `tracing` event at `warn` level with the target
+/// `tower_bouncer::misconfig` and a stable `kind` field (a [`Misconfiguration::code`]), logged at
+/// most once per [interval](Detection::interval) per kind, and counted
+/// ([`Misconfigurations`]; with the feature `metrics`, `tower_bouncer_misconfigurations_total`).
+///
+/// | `kind` | When | What it usually means |
+/// |---|---|---|
+/// | `ignored_forwarding_header` | the request was keyed on the socket peer (or the configured header was missing) while a forwarding header the sources do not read arrived | a proxy is in front, and every client shares the proxy's bucket |
+/// | `untrusted_peer` | a header the sources read arrived from a peer outside their trusted ranges | someone reaches the origin directly, or the trusted ranges are stale |
+/// | `concentrated_clients` | in a window of sampled requests, the three most frequent client IPs make up 80 % or more | the "client" IPs are your proxies |
+/// | `proxy_range_clients` | in a window of sampled requests, half or more of the client IPs are loopback, private, CGNAT or Cloudflare addresses | the "client" IPs are your proxies |
+///
+/// The detection reads no header value: it only checks whether a forwarding header is
+/// present. Its cost on a request is a match on the resolution and a thread-local counter; one
+/// request in [`sample_every`](Detection::sample_every) (64 by default) also checks a dozen
+/// header names and feeds a 32-counter heavy-hitter sketch (Space-Saving, memory bounded
+/// whatever the traffic) behind a lock that is only tried, never waited for.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_bouncer::client_ip::{ClientIpLayer, Detection, Misconfiguration, SocketPeer};
+///
+/// // The default: on, each kind at most once a minute.
+/// let layer = ClientIpLayer::new(SocketPeer::new());
+/// assert_eq!(layer.misconfigurations().warnings(Misconfiguration::UntrustedPeer), 0);
+///
+/// // Customised: every five minutes, sampling one request in 64.
+/// let layer = ClientIpLayer::new(SocketPeer::new()).detection(
+///     Detection::new()
+///         .interval(Duration::from_secs(300))
+///         .sample_every(std::num::NonZeroU32::new(64).unwrap()),
+/// );
+/// // Or off.
+/// let quiet = ClientIpLayer::new(SocketPeer::new()).detect_misconfiguration(false);
+/// # let _ = (layer, quiet);
+/// ```
 #[derive(Clone)]
 pub struct Detection {
     enabled: bool,
@@ -142,13 +144,13 @@ pub struct Detection {
 }
 
 impl Detection {
-    /// Detection on: each kind logged at most once every 60 seconds, one request in 16
+    /// Detection on: each kind logged at most once every 60 seconds, one request in 64
     /// sampled, the traffic-shape checks evaluated every 512 samples.
     pub fn new() -> Self {
         Self {
             enabled: true,
             interval: Duration::from_secs(60),
-            sample_every: NonZeroU32::new(16).unwrap_or(NonZeroU32::MIN),
+            sample_every: NonZeroU32::new(64).unwrap_or(NonZeroU32::MIN),
             window: NonZeroU32::new(512).unwrap_or(NonZeroU32::MIN),
             clock: Arc::new(MonotonicClock::new()),
         }
@@ -171,7 +173,8 @@ impl Detection {
     }
 
     /// Samples one request in `every` per thread for the header-presence and traffic-shape
-    /// checks (16 by default; 1 checks every request).
+    /// checks (64 by default; 1 checks every request). Rounded up to a power of two, so
+    /// that the hot path tests a mask instead of dividing.
     #[must_use]
     pub fn sample_every(mut self, every: NonZeroU32) -> Self {
         self.sample_every = every;
@@ -250,7 +253,8 @@ impl fmt::Debug for Misconfigurations {
 /// The per-layer detection state, built once from the configured source.
 pub(crate) struct Detector {
     interval: u64,
-    sample_every: u32,
+    /// `sample_every − 1`, `sample_every` a power of two.
+    sample_mask: u32,
     window: u64,
     clock: Arc<dyn Clock>,
     /// Forwarding headers the sources do not read.
@@ -296,7 +300,12 @@ impl Detector {
             .collect();
         Some(Arc::new(Self {
             interval: nanos(detection.interval),
-            sample_every: detection.sample_every.get(),
+            sample_mask: detection
+                .sample_every
+                .get()
+                .checked_next_power_of_two()
+                .unwrap_or(1 << 31)
+                - 1,
             window: u64::from(detection.window.get()),
             clock: Arc::clone(&detection.clock),
             ignored,
@@ -346,7 +355,7 @@ impl Detector {
             }
         }
 
-        if crate::metrics::DETECT.tick() % self.sample_every != 0 {
+        if crate::metrics::DETECT.tick() & self.sample_mask != 0 {
             return;
         }
         let header_missing = matches!(resolution.reason(), Some(Reason::HeaderMissing));

@@ -78,7 +78,7 @@ impl ClientIpLayer {
     }
 
     /// Turns misconfiguration detection on (the default) or off. See
-    /// [`Detection`] and the [`detect` docs](super::Detection) for what it warns about.
+    /// [`Detection`] for what it warns about.
     #[must_use]
     pub fn detect_misconfiguration(self, enabled: bool) -> Self {
         self.detection(if enabled {
