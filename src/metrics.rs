@@ -117,7 +117,7 @@ type SeriesKey = (usize, usize, usize, usize);
 thread_local! {
     static COUNTERS: std::cell::RefCell<
         std::collections::HashMap<SeriesKey, (Box<str>, metrics::Counter), AddressHash>,
-    > = std::cell::RefCell::new(std::collections::HashMap::with_hasher(AddressHash));
+    > = const { std::cell::RefCell::new(std::collections::HashMap::with_hasher(AddressHash)) };
 }
 
 /// Hashes the cache's keys (addresses and lengths the server chose, never client input) with

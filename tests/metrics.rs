@@ -140,7 +140,7 @@ async fn issue_8_metrics_move() {
     // The gauge was last set at a multiple of 4096 decisions on this thread: at least the
     // 4096 keys minus the ones that arrived after it.
     let tracked = seen["tower_bouncer_tracked_keys{}"];
-    assert!(tracked >= 1.0 && tracked <= 4096.0, "{tracked}");
+    assert!((1.0..=4096.0).contains(&tracked), "{tracked}");
 
     // A misconfigured layer: keyed on the peer behind a proxy. The default detection samples
     // one request in 64 per thread and logs the kind once a minute.

@@ -80,8 +80,8 @@ pub(crate) struct Pending<S, Key, B, ReqBody, F> {
     pub(crate) started: std::time::Instant,
 }
 
-/// Charges a key after the response, for charge by outcome (implemented by the layer's
-/// configuration, which holds the store, the quota and the predicate).
+/// Charges a key after the response, for charge by outcome (implemented by
+/// `StoreCharger`, which holds the store, the quota and the predicate).
 pub(crate) trait Charger<Key, F>: Send + Sync {
     /// Whether a response with `status` is charged.
     fn charges(&self, status: StatusCode) -> bool;

@@ -54,13 +54,22 @@ impl fmt::Debug for Cost {
 /// The configuration of one layer, checked at build time and shared by every service.
 pub(crate) struct Config<K, St, B> {
     pub(crate) extractor: K,
-    pub(crate) store: St,
+    /// Shared with the charger of charge by outcome.
+    pub(crate) store: Arc<St>,
     pub(crate) quota: Quota,
     pub(crate) cost: Cost,
     pub(crate) on_missing_key: MissingKey,
     pub(crate) responder: Arc<Responder<B>>,
-    /// Charge by outcome: check before the call, charge after a response this accepts.
-    pub(crate) charge_when: Option<ChargeWhen>,
+    /// Charge by outcome: check before the call, charge after a response it accepts.
+    pub(crate) charger: Option<Arc<StoreCharger<St>>>,
+}
+
+/// Charges after the response, for charge by outcome: the store, the quota and the predicate.
+/// (Not the whole `Config`, whose deny-body type `B` would then have to be `'static`.)
+pub(crate) struct StoreCharger<St> {
+    pub(crate) store: Arc<St>,
+    pub(crate) quota: Quota,
+    pub(crate) charge_when: ChargeWhen,
 }
 
 /// The predicate of [`RateLimitLayerBuilder::charge_when`].
@@ -147,6 +156,14 @@ impl<K, St, B> RateLimitLayer<K, St, B> {
         responder: Responder<B>,
         charge_when: Option<ChargeWhen>,
     ) -> Self {
+        let store = Arc::new(store);
+        let charger = charge_when.map(|charge_when| {
+            Arc::new(StoreCharger {
+                store: Arc::clone(&store),
+                quota,
+                charge_when,
+            })
+        });
         Self {
             config: Arc::new(Config {
                 extractor,
@@ -155,7 +172,7 @@ impl<K, St, B> RateLimitLayer<K, St, B> {
                 cost,
                 on_missing_key,
                 responder: Arc::new(responder),
-                charge_when,
+                charger,
             }),
         }
     }
@@ -205,7 +222,7 @@ pub(crate) fn fmt_config<'a, 'b, K: fmt::Debug, St: fmt::Debug, B>(
         .field("quota", &config.quota)
         .field("cost", &config.cost)
         .field("on_missing_key", &config.on_missing_key)
-        .field("charge_by_outcome", &config.charge_when.is_some())
+        .field("charge_by_outcome", &config.charger.is_some())
         .field("responses", &config.responder);
     debug
 }

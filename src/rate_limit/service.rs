@@ -11,7 +11,7 @@ use http::{Request, Response, StatusCode};
 use tower_service::Service;
 
 use super::future::{Charge, Charger, Extra, Pending, ResponseFuture, Verdict};
-use super::layer::{fmt_config, Config, Cost};
+use super::layer::{fmt_config, Config, Cost, StoreCharger};
 use super::response::{json_response, Responder, Timing, MISSING_KEY_BODY, STORE_ERROR_BODY};
 use super::{ExtractKey, MissingKey, RateLimited};
 use crate::client_ip::{ClientIp, RequestView};
@@ -77,7 +77,6 @@ where
     K: ExtractKey,
     St: Store<K::Key>,
     St::Future: Unpin,
-    B: 'static,
     ResBody: From<&'static str> + From<B>,
 {
     type Response = S::Response;
@@ -120,12 +119,11 @@ where
         #[cfg(feature = "metrics")]
         let timer = (tick % STORE_DURATION_EVERY == 0).then(started);
 
-        let (mut check, after) = match &config.charge_when {
+        let (mut check, after) = match &config.charger {
             None => (config.store.check(&key, &config.quota, charge), None),
-            Some(_) => match config.store.peek(&key, &config.quota, charge) {
+            Some(charger) => match config.store.peek(&key, &config.quota, charge) {
                 Some(peek) => {
-                    // `B: 'static` makes the configuration a `dyn Charger`.
-                    let charger: Arc<dyn Charger<K::Key, St::Future>> = self.config.clone();
+                    let charger: Arc<dyn Charger<K::Key, St::Future>> = charger.clone();
                     (
                         peek,
                         Some(Charge {
@@ -198,19 +196,12 @@ where
     }
 }
 
-/// Charge by outcome: the configuration charges after the response.
-impl<K, St, B> Charger<K::Key, St::Future> for Config<K, St, B>
-where
-    K: ExtractKey,
-    St: Store<K::Key>,
-{
+impl<Key, St: Store<Key>> Charger<Key, St::Future> for StoreCharger<St> {
     fn charges(&self, status: StatusCode) -> bool {
-        self.charge_when
-            .as_ref()
-            .is_some_and(|charge_when| charge_when(status))
+        (self.charge_when)(status)
     }
 
-    fn charge(&self, key: &K::Key, cost: NonZeroU32) -> St::Future {
+    fn charge(&self, key: &Key, cost: NonZeroU32) -> St::Future {
         self.store.check(key, &self.quota, cost)
     }
 }

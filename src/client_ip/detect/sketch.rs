@@ -83,11 +83,7 @@ impl<K: Copy + Eq> SpaceSaving<K> {
             for slot in best.iter_mut().take(n) {
                 match slot {
                     Some(current) if current.guaranteed() >= item.guaranteed() => {}
-                    Some(current) => {
-                        let displaced = *current;
-                        *current = item;
-                        item = displaced;
-                    }
+                    Some(current) => std::mem::swap(current, &mut item),
                     None => {
                         *slot = Some(item);
                         break;
