@@ -8,7 +8,7 @@
 //! - `detection_on`: the default detection, no metrics recorder;
 //! - `detection_on_prometheus` (feature `metrics`): the default detection, with
 //!   `metrics-exporter-prometheus`'s recorder installed (it stays installed: this variant runs
-//!   last).
+//!   last), then paired with the same stack recording into a no-op recorder.
 //!
 //! After the first two, the bench also runs both stacks in alternating batches and prints
 //! the median ratio of adjacent pairs (`detection off → on: median of 2001 paired ratios
@@ -160,7 +160,12 @@ fn interleaved(
 fn allow_path(c: &mut Criterion) {
     variant(c, "allow_path_256/detection_off", false);
     variant(c, "allow_path_256/detection_on", true);
-    let (mut off, mut on) = (stack(false), stack(true));
+    let (mut off, mut on, mut off_again) = (stack(false), stack(true), stack(false));
+    interleaved(
+        "noise floor, detection off → off",
+        |batch| timed(&mut off, batch),
+        |batch| timed(&mut off_again, batch),
+    );
     interleaved(
         "detection off → on",
         |batch| timed(&mut off, batch),
@@ -172,10 +177,21 @@ fn allow_path(c: &mut Criterion) {
             .install_recorder()
             .expect("no recorder installed yet");
         variant(c, "allow_path_256/detection_on_prometheus", true);
+        // The metrics' cost: the same service, recording nowhere (a no-op recorder set for the
+        // batch) or into the Prometheus recorder.
+        let noop = metrics::NoopRecorder;
+        let mut recording = on.clone();
         interleaved(
-            "with the prometheus recorder, detection off → on",
-            |batch| timed(&mut off, batch),
-            |batch| timed(&mut on, batch),
+            "detection on, metrics: no recorder → prometheus recorder",
+            |batch| metrics::with_local_recorder(&noop, || timed(&mut on, batch)),
+            |batch| timed(&mut recording, batch),
+        );
+        // Both together, against neither.
+        let (mut bare, mut full) = (stack(false), stack(true));
+        interleaved(
+            "detection off and no recorder → detection on and prometheus recorder",
+            |batch| metrics::with_local_recorder(&noop, || timed(&mut bare, batch)),
+            |batch| timed(&mut full, batch),
         );
     }
 }

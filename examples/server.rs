@@ -48,6 +48,9 @@ OPTIONS:
   --ipv4-prefix LEN          IPv4 clients share a bucket per prefix (default 32)
   --hide-retry-after         no timing hint at all in 429 responses
   --ratelimit-headers        IETF RateLimit-Policy / RateLimit fields
+  --proxy-protocol RANGE     repeatable: connections from RANGE must open with a PROXY protocol
+                             v1/v2 header; its source address becomes the peer (a CIDR, an
+                             address or a preset, as --trust; needs feature proxy-protocol)
   -h, --help                 this text
 
 ENDPOINTS:
@@ -70,6 +73,8 @@ struct Options {
     ipv4_prefix: u8,
     hide_retry_after: bool,
     ratelimit_headers: bool,
+    #[cfg_attr(not(feature = "proxy-protocol"), allow(dead_code))]
+    proxy_protocol: Option<TrustedRanges>,
 }
 
 fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, String> {
@@ -86,6 +91,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
         ipv4_prefix: 32,
         hide_retry_after: false,
         ratelimit_headers: false,
+        proxy_protocol: None,
     };
     let mut args = args.into_iter();
     while let Some(flag) = args.next() {
@@ -150,7 +156,26 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
             }
             "--hide-retry-after" => options.hide_retry_after = true,
             "--ratelimit-headers" => options.ratelimit_headers = true,
-            "--redis" | "--redis-failure" | "--proxy-protocol" => {
+            "--proxy-protocol" => {
+                let text = value("--proxy-protocol")?;
+                if !cfg!(feature = "proxy-protocol") {
+                    return Err(
+                        "--proxy-protocol needs the example built with --features proxy-protocol"
+                            .into(),
+                    );
+                }
+                let ranges = match TrustedRanges::preset(&text) {
+                    Some(preset) => preset,
+                    None => text.parse::<TrustedRanges>().map_err(|error| {
+                        format!(
+                            "--proxy-protocol: `{text}` is neither a CIDR nor a preset: {error}"
+                        )
+                    })?,
+                };
+                let known = options.proxy_protocol.take().unwrap_or_default();
+                options.proxy_protocol = Some(known.with(ranges));
+            }
+            "--redis" | "--redis-failure" => {
                 return Err(format!(
                     "{flag} is part of the contract but not available in this build yet"
                 ))
@@ -446,6 +471,21 @@ fn main() -> ExitCode {
         match listener.local_addr() {
             Ok(addr) => println!("listening on {addr}"),
             Err(error) => eprintln!("warning: local address unknown: {error}"),
+        }
+        #[cfg(feature = "proxy-protocol")]
+        if let Some(trusted) = options.proxy_protocol {
+            use tower_bouncer::client_ip::PeerAddr;
+            use tower_bouncer::proxy_protocol::{ProxyProtocolConfig, ProxyProtocolListener};
+
+            let listener = ProxyProtocolListener::new(listener, ProxyProtocolConfig::new(trusted));
+            let service = router.into_make_service_with_connect_info::<PeerAddr>();
+            return match axum::serve(listener, service).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("error: server stopped: {error}");
+                    ExitCode::FAILURE
+                }
+            };
         }
         let service = router.into_make_service_with_connect_info::<SocketAddr>();
         match axum::serve(listener, service).await {

@@ -43,6 +43,7 @@
 //! | `axum` | yes | Axum's `ConnectInfo` as the peer, the [`ClientIp`] extractor |
 //! | `signed` | yes | the signed client-IP header for multi-hop deployments |
 //! | `tonic` | no | Tonic's `TcpConnectInfo` as the peer |
+//! | `metrics` | no | counters, gauges and histograms through the `metrics` facade ([`metrics`] lists them) |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 

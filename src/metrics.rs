@@ -68,23 +68,27 @@ pub(crate) fn misconfiguration(kind: &'static str) {
 
 /// Counts one request decision.
 ///
-/// The labelled counter handle is looked up in a per-thread cache (no lock, no allocation
-/// once warm), keyed by the decision, the source and the address of the matched route's text
-/// (Axum keeps one string per route for the router's life; the text is compared too, so a
-/// reused address cannot mislabel). The cache holds at most 256 series per thread; beyond
-/// that a request registers its counter directly.
+/// The labelled counter handle is looked up in a small per-thread cache (no lock, no
+/// allocation once warm): 64 slots, direct-mapped, keyed by the decision, the source and the
+/// address of the matched route's text (Axum keeps one string per route for the router's
+/// life; the text is compared too, so a reused address cannot mislabel), and checked against
+/// the recorder in force (a recorder installed after the first request gets new handles).
+/// A miss registers the counter with the recorder and takes the slot.
 #[cfg(feature = "metrics")]
 pub(crate) fn request(decision: &'static str, source: &'static str, route: Route<'_>) {
     let route = route.as_str();
-    let key = (
+    let key = [
         decision.as_ptr() as usize,
         source.as_ptr() as usize,
         route.as_ptr() as usize,
         route.len(),
-    );
-    let counted = COUNTERS.with(|cache| match cache.borrow().get(&key) {
-        Some((text, counter)) if **text == *route => {
-            counter.increment(1);
+    ];
+    let recorder =
+        metrics::with_recorder(|recorder| std::ptr::from_ref(recorder).cast::<()>() as usize);
+    let index = slot_index(&key);
+    let counted = COUNTERS.with(|cache| match &cache.borrow()[index] {
+        Some(slot) if slot.key == key && slot.recorder == recorder && *slot.route == *route => {
+            slot.counter.increment(1);
             true
         }
         _ => false,
@@ -100,63 +104,42 @@ pub(crate) fn request(decision: &'static str, source: &'static str, route: Route
     );
     counter.increment(1);
     COUNTERS.with(|cache| {
-        let mut cache = cache.borrow_mut();
-        if cache.len() < MAX_CACHED_SERIES || cache.contains_key(&key) {
-            cache.insert(key, (route.into(), counter));
-        }
+        cache.borrow_mut()[index] = Some(Slot {
+            key,
+            recorder,
+            route: route.into(),
+            counter,
+        });
     });
 }
 
 #[cfg(feature = "metrics")]
-const MAX_CACHED_SERIES: usize = 256;
+const SLOTS: usize = 64;
 
+/// One cached counter handle.
 #[cfg(feature = "metrics")]
-type SeriesKey = (usize, usize, usize, usize);
+struct Slot {
+    key: [usize; 4],
+    recorder: usize,
+    route: Box<str>,
+    counter: metrics::Counter,
+}
 
 #[cfg(feature = "metrics")]
 thread_local! {
-    static COUNTERS: std::cell::RefCell<
-        std::collections::HashMap<SeriesKey, (Box<str>, metrics::Counter), AddressHash>,
-    > = const { std::cell::RefCell::new(std::collections::HashMap::with_hasher(AddressHash)) };
+    static COUNTERS: std::cell::RefCell<[Option<Slot>; SLOTS]> =
+        const { std::cell::RefCell::new([const { None }; SLOTS]) };
 }
 
-/// Hashes the cache's keys (addresses and lengths the server chose, never client input) with
-/// one multiply per word.
+/// The slot of a key: addresses and lengths the server chose (never client input), mixed by
+/// one multiply; the top six bits pick one of the 64 slots.
 #[cfg(feature = "metrics")]
-#[derive(Clone, Copy, Default)]
-struct AddressHash;
-
-#[cfg(feature = "metrics")]
-impl std::hash::BuildHasher for AddressHash {
-    type Hasher = AddressHasher;
-
-    fn build_hasher(&self) -> AddressHasher {
-        AddressHasher(0)
-    }
-}
-
-#[cfg(feature = "metrics")]
-struct AddressHasher(u64);
-
-#[cfg(feature = "metrics")]
-impl std::hash::Hasher for AddressHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for byte in bytes {
-            self.write_u64(u64::from(*byte));
-        }
-    }
-
-    fn write_usize(&mut self, word: usize) {
-        self.write_u64(word as u64);
-    }
-
-    fn write_u64(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
+fn slot_index(key: &[usize; 4]) -> usize {
+    let mixed = (key[0] as u64)
+        ^ (key[1] as u64).rotate_left(17)
+        ^ (key[2] as u64).rotate_left(31)
+        ^ (key[3] as u64).rotate_left(47);
+    (mixed.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58) as usize
 }
 
 /// The route label of a request.

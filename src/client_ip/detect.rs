@@ -258,7 +258,7 @@ pub(crate) struct Detector {
     window: u64,
     clock: Arc<dyn Clock>,
     /// Forwarding headers the sources do not read.
-    ignored: Box<[HeaderName]>,
+    ignored: NameSet,
     /// Headers the sources read.
     read: Box<[HeaderName]>,
     proxy_ranges: TrustedRanges,
@@ -293,7 +293,7 @@ impl Detector {
             return None;
         }
         let read: Box<[HeaderName]> = source.headers_read().into();
-        let ignored = FORWARDING_HEADERS
+        let ignored: Vec<HeaderName> = FORWARDING_HEADERS
             .iter()
             .filter(|name| !read.contains(name))
             .cloned()
@@ -308,7 +308,7 @@ impl Detector {
                 - 1,
             window: u64::from(detection.window.get()),
             clock: Arc::clone(&detection.clock),
-            ignored,
+            ignored: NameSet::new(ignored),
             read,
             proxy_ranges: TrustedRanges::loopback()
                 .with(TrustedRanges::private())
@@ -338,29 +338,47 @@ impl Detector {
         };
         // A header the sources read, ignored because of who sent it: checked on every
         // request that reached this state, which a right deployment never does.
-        let untrusted = matches!(resolution.reason(), Some(Reason::PeerNotTrusted))
-            || (keyed_on_peer && !self.read.is_empty());
-        if untrusted {
-            if let Some(name) = present(view, &self.read) {
-                if self.should_warn(Misconfiguration::UntrustedPeer) {
-                    tracing::warn!(
-                        target: MISCONFIG_TARGET,
-                        kind = Misconfiguration::UntrustedPeer.code(),
-                        header = name.as_str(),
-                        peer = %MaybeIp(view.peer_ip()),
-                        "a client-ip header arrived from a peer outside the trusted ranges and was ignored: \
-                         someone reaches this server directly, or the trusted ranges are stale"
-                    );
-                }
-            }
+        if matches!(resolution.reason(), Some(Reason::PeerNotTrusted))
+            || (keyed_on_peer && !self.read.is_empty())
+        {
+            self.check_untrusted_peer(view);
         }
+        if crate::metrics::DETECT.tick() & self.sample_mask == 0 {
+            self.observe_sample(view, resolution, client, keyed_on_peer);
+        }
+    }
 
-        if crate::metrics::DETECT.tick() & self.sample_mask != 0 {
+    #[cold]
+    #[inline(never)]
+    fn check_untrusted_peer(&self, view: &RequestView<'_>) {
+        let Some(name) = present(view, &self.read) else {
             return;
+        };
+        if self.should_warn(Misconfiguration::UntrustedPeer) {
+            tracing::warn!(
+                target: MISCONFIG_TARGET,
+                kind = Misconfiguration::UntrustedPeer.code(),
+                header = name.as_str(),
+                peer = %MaybeIp(view.peer_ip()),
+                "a client-ip header arrived from a peer outside the trusted ranges and was ignored: \
+                 someone reaches this server directly, or the trusted ranges are stale"
+            );
         }
+    }
+
+    /// The checks of a sampled request: out of the hot path's code.
+    #[cold]
+    #[inline(never)]
+    fn observe_sample(
+        &self,
+        view: &RequestView<'_>,
+        resolution: &Resolution,
+        client: Option<IpAddr>,
+        keyed_on_peer: bool,
+    ) {
         let header_missing = matches!(resolution.reason(), Some(Reason::HeaderMissing));
-        if (keyed_on_peer || header_missing) && !view.headers().is_empty() {
-            if let Some(name) = present(view, &self.ignored) {
+        if keyed_on_peer || header_missing {
+            if let Some(name) = self.ignored.first_in(view.headers()) {
                 if self.should_warn(Misconfiguration::IgnoredForwardingHeader) {
                     tracing::warn!(
                         target: MISCONFIG_TARGET,
@@ -462,6 +480,40 @@ impl Misconfigurations {
             detector: detector.cloned(),
         }
     }
+}
+
+/// A few header names, looked for in a request by walking its header names once: a name
+/// whose length no member has is passed over with one bit test, no hashing.
+struct NameSet {
+    names: Box<[HeaderName]>,
+    /// Bit `n` set: some member is `n` bytes long (names of 64 bytes or more set bit 63).
+    lengths: u64,
+}
+
+impl NameSet {
+    fn new(names: Vec<HeaderName>) -> Self {
+        let lengths = names
+            .iter()
+            .fold(0, |bits, name| bits | length_bit(name.as_str().len()));
+        Self {
+            names: names.into(),
+            lengths,
+        }
+    }
+
+    /// The first member found among the request's headers.
+    fn first_in<'a>(&'a self, headers: &http::HeaderMap) -> Option<&'a HeaderName> {
+        headers.keys().find_map(|key| {
+            if self.lengths & length_bit(key.as_str().len()) == 0 {
+                return None;
+            }
+            self.names.iter().find(|name| *name == key)
+        })
+    }
+}
+
+fn length_bit(length: usize) -> u64 {
+    1 << length.min(63)
 }
 
 /// The first of `names` present in the request.
