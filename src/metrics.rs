@@ -31,6 +31,7 @@
 use std::cell::Cell;
 
 /// The metric names, in one place.
+#[cfg(feature = "metrics")]
 pub(crate) mod names {
     pub(crate) const REQUESTS: &str = "tower_bouncer_requests_total";
     pub(crate) const TRACKED_KEYS: &str = "tower_bouncer_tracked_keys";
