@@ -204,3 +204,53 @@ impl Sampler {
         })
     }
 }
+
+#[cfg(all(test, feature = "metrics"))]
+mod tests {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    use super::*;
+
+    fn values(recorder: &DebuggingRecorder) -> Vec<(String, DebugValue)> {
+        recorder
+            .snapshotter()
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .map(|(key, _, _, value)| (key.key().name().to_owned(), value))
+            .collect()
+    }
+
+    #[test]
+    fn breaker_gauge_for_the_redis_store() {
+        let recorder = DebuggingRecorder::new();
+        metrics::with_local_recorder(&recorder, || set_breaker_state(BreakerGauge::Open));
+        let seen = values(&recorder);
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].0, names::BREAKER_STATE);
+        assert!(matches!(seen[0].1, DebugValue::Gauge(g) if g.into_inner() == 2.0));
+        metrics::with_local_recorder(&recorder, || set_breaker_state(BreakerGauge::HalfOpen));
+        assert!(matches!(values(&recorder)[0].1, DebugValue::Gauge(g) if g.into_inner() == 1.0));
+    }
+
+    /// The per-thread handle cache follows the recorder in force: a request counted under one
+    /// recorder is not credited to the next one's cached handle, and vice versa.
+    #[test]
+    fn cached_handles_follow_the_recorder() {
+        let extensions = http::Extensions::new();
+        let (first, second) = (DebuggingRecorder::new(), DebuggingRecorder::new());
+        for _ in 0..3 {
+            metrics::with_local_recorder(&first, || {
+                request("allowed", "peer", Route::of(&extensions));
+            });
+        }
+        metrics::with_local_recorder(&second, || {
+            request("allowed", "peer", Route::of(&extensions));
+        });
+        let count = |recorder: &DebuggingRecorder| match values(recorder).as_slice() {
+            [(name, DebugValue::Counter(count))] if name == names::REQUESTS => *count,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!((count(&first), count(&second)), (3, 1));
+    }
+}
