@@ -20,11 +20,12 @@ use axum::routing::get;
 use axum::Router;
 use serde_json::{json, Value};
 use tower_bouncer::client_ip::{
-    Chain, ClientIp, ClientIpLayer, Forwarded, OnUnresolved, RequestView, Resolution,
-    ResolveClientIp, SocketPeer, TrustedHeader, TrustedRanges, XForwardedFor,
+    Chain, ClientIp, ClientIpLayer, Forwarded, OnUnresolved, RequestView, ResolveClientIp,
+    SocketPeer, TrustedHeader, TrustedRanges, XForwardedFor,
 };
 #[cfg(feature = "signed")]
 use tower_bouncer::client_ip::{SignedHeader, SigningKeys};
+use tower_bouncer::explain::Explain;
 use tower_bouncer::rate_limit::{ExtractKey, IpKey, Quota, RateLimitLayer};
 
 const USAGE: &str = "\
@@ -201,14 +202,7 @@ fn parse_prefix(flag: &str, text: &str, max: u8) -> Result<u8, String> {
     }
 }
 
-/// One configured source, with the spec it was built from (for `/explain`).
-#[derive(Debug)]
-struct NamedSource {
-    spec: String,
-    source: Arc<dyn ResolveClientIp>,
-}
-
-fn build_sources(options: &Options) -> Result<Vec<NamedSource>, String> {
+fn build_sources(options: &Options) -> Result<Vec<Arc<dyn ResolveClientIp>>, String> {
     let trust = || options.trust.clone();
     let need_trust = |spec: &str| -> Result<(), String> {
         if options.trust_given {
@@ -264,18 +258,15 @@ fn build_sources(options: &Options) -> Result<Vec<NamedSource>, String> {
             }
             _ => return Err(format!("--source: `{spec}` is not one of peer | xff | xff-hops:N | forwarded | forwarded-hops:N | header:NAME | signed:NAME")),
         };
-        sources.push(NamedSource {
-            spec: spec.clone(),
-            source,
-        });
+        sources.push(source);
     }
     Ok(sources)
 }
 
 #[derive(Debug)]
 struct App {
-    sources: Vec<NamedSource>,
     key: IpKey,
+    explain: Explain,
 }
 
 fn json_response(status: StatusCode, body: Value) -> Response {
@@ -321,81 +312,52 @@ async fn root(app: Arc<App>, request: Request) -> Response {
     json_response(StatusCode::OK, body)
 }
 
+/// `GET /explain`: the library's explain endpoint (JSON, or an HTML page for a browser), with
+/// the `key` field written as `GET /` writes it (with the prefix length).
 async fn explain(app: Arc<App>, request: Request) -> Response {
-    let view = RequestView::new(&request);
-    let mut steps = Vec::new();
-    let mut decided = false;
-    for named in &app.sources {
-        let resolution = named.source.resolve(&view);
-        let (outcome, detail) = match resolution {
-            Resolution::Resolved { ip, source } => (
-                "resolved",
-                json!({"ip": ip.to_string(), "source": source.as_str()}),
-            ),
-            Resolution::Absent(reason) => (
-                "absent",
-                json!({"reason": reason.code(), "why": reason.to_string()}),
-            ),
-            Resolution::Untrustworthy(reason) => (
-                "untrustworthy",
-                json!({"reason": reason.code(), "why": reason.to_string()}),
-            ),
-            _ => ("unknown", Value::Null),
-        };
-        let mut step = json!({"source": named.spec, "outcome": outcome, "used": !decided && outcome != "absent"});
-        if let (Value::Object(step), Value::Object(detail)) = (&mut step, detail) {
-            step.extend(detail);
+    let response = app.explain.respond(&request);
+    let is_json = response.headers().get(header::CONTENT_TYPE)
+        == Some(&header::HeaderValue::from_static("application/json"));
+    match serde_json::from_str::<Value>(response.body()) {
+        Ok(mut body) if is_json => {
+            body["key"] = key_text(&app, &request);
+            json_response(StatusCode::OK, body)
         }
-        if outcome != "absent" {
-            decided = true;
-        }
-        steps.push(step);
+        _ => response.into_response(),
     }
-    let client = request.extensions().get::<ClientIp>().copied();
-    let forwarding: Vec<Value> = request
-        .headers()
-        .iter()
-        .filter(|(name, _)| FORWARDING_HEADERS.contains(&name.as_str()))
-        .map(|(name, value)| json!({"name": name.as_str(), "value": String::from_utf8_lossy(value.as_bytes())}))
-        .collect();
-    let body = json!({
-        "peer": view.peer().map(|peer| peer.to_string()),
-        "forwarding_headers": forwarding,
-        "sources": steps,
-        "result": client.map(|client| json!({
-            "ip": client.ip().to_string(),
-            "source": client.source().as_str(),
-            "fallback": client.is_fallback(),
-        })),
-        "key": key_text(&app, &request),
-    });
-    json_response(StatusCode::OK, body)
 }
-
-const FORWARDING_HEADERS: &[&str] = &[
-    "x-forwarded-for",
-    "forwarded",
-    "x-real-ip",
-    "cf-connecting-ip",
-    "cf-connecting-ipv6",
-    "true-client-ip",
-    "fastly-client-ip",
-    "fly-client-ip",
-    "cloudfront-viewer-address",
-];
 
 fn build_router(options: &Options) -> Result<Router, String> {
     let sources = build_sources(options)?;
-    let mut chain = Chain::new();
-    for named in &sources {
-        chain = chain.then(Arc::clone(&named.source));
-    }
-    let client_ip = ClientIpLayer::new(chain).on_unresolved(options.on_unresolved);
+    let client_ip =
+        ClientIpLayer::new(Chain::from_sources(sources)).on_unresolved(options.on_unresolved);
     let key = IpKey::new()
         .ipv6_prefix(options.ipv6_prefix)
         .and_then(|key| key.ipv4_prefix(options.ipv4_prefix))
         .map_err(|e| e.to_string())?;
-    let app = Arc::new(App { sources, key });
+    let limit = match options.quota {
+        Some(mut quota) => {
+            if let Some(burst) = options.burst {
+                quota = quota.allow_burst(burst);
+            }
+            let mut limit = RateLimitLayer::builder(quota)
+                .key(key)
+                .ratelimit_headers(options.ratelimit_headers);
+            if options.hide_retry_after {
+                limit = limit.hide_timing();
+            }
+            Some(limit.build().map_err(|e| format!("--quota: {e}"))?)
+        }
+        None => None,
+    };
+    let mut explainer = Explain::from_layer(&client_ip);
+    if let Some(limit) = &limit {
+        explainer = explainer.rate_limit_layer(limit);
+    }
+    let app = Arc::new(App {
+        key,
+        explain: explainer,
+    });
 
     let root_app = Arc::clone(&app);
     let explain_app = Arc::clone(&app);
@@ -408,17 +370,7 @@ fn build_router(options: &Options) -> Result<Router, String> {
             "/explain",
             get(move |request: Request| explain(Arc::clone(&explain_app), request)),
         );
-    if let Some(mut quota) = options.quota {
-        if let Some(burst) = options.burst {
-            quota = quota.allow_burst(burst);
-        }
-        let mut limit = RateLimitLayer::builder(quota)
-            .key(key)
-            .ratelimit_headers(options.ratelimit_headers);
-        if options.hide_retry_after {
-            limit = limit.hide_timing();
-        }
-        let limit = limit.build().map_err(|e| format!("--quota: {e}"))?;
+    if let Some(limit) = limit {
         router = router.layer(limit);
     }
     Ok(router.layer(client_ip))

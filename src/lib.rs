@@ -26,6 +26,7 @@
 //! | Serverless multi-hop | a `Chain` of the signed header, then `CF-Connecting-IP` |
 //!
 //! The [`client_ip`] module documents each source and the attacks each one withstands.
+//! The [`explain`] endpoint shows, for any request, what each source resolved and why.
 //!
 //! # Shape
 //!
@@ -49,7 +50,10 @@
 
 pub mod client_ip;
 mod error;
+pub mod explain;
 pub mod metrics;
+#[cfg(feature = "proxy-protocol")]
+pub mod proxy_protocol;
 pub mod rate_limit;
 pub mod store;
 

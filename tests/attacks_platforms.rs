@@ -5,11 +5,7 @@ use std::collections::HashSet;
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV6};
 
-use axum::routing::get;
-use axum::Router;
 use http::{HeaderValue, Request, Response, StatusCode};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpSocket};
 use tower::{service_fn, ServiceBuilder, ServiceExt};
 use tower_bouncer::client_ip::{
     Chain, ClientIp, ClientIpLayer, Forwarded, OnUnresolved, PeerAddr, Reason, RequestView,
@@ -881,97 +877,108 @@ fn attack_40_behind_cloudflare_then_fly_walk_xff_past_both() {
 
 // ---------------------------------------------------------------------------------------------
 // Through a real Axum server: distinct loopback clients are distinct peers
+// (The `ClientIp` extractor and reading `ConnectInfo` need the crate's `axum` feature.)
 
-async fn show(client: ClientIp) -> String {
-    format!(
-        "{} {} {}",
-        client.ip(),
-        client.source(),
-        client.is_fallback()
-    )
-}
+#[cfg(feature = "axum")]
+mod axum_server {
+    use axum::routing::get;
+    use axum::Router;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpSocket};
 
-async fn serve(layer: ClientIpLayer) -> SocketAddr {
-    let app = Router::new().route("/", get(show)).layer(layer);
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
+    use super::*;
+
+    async fn show(client: ClientIp) -> String {
+        format!(
+            "{} {} {}",
+            client.ip(),
+            client.source(),
+            client.is_fallback()
         )
-        .await
-        .unwrap();
-    });
-    addr
-}
+    }
 
-async fn http_get(server: SocketAddr, from: Ipv4Addr, headers: &str) -> (u16, String) {
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.bind(SocketAddr::new(IpAddr::V4(from), 0)).unwrap();
-    let mut stream = socket.connect(server).await.unwrap();
-    let request = format!("GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{headers}\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.unwrap();
-    let text = String::from_utf8(raw).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, body.to_owned())
-}
+    async fn serve(layer: ClientIpLayer) -> SocketAddr {
+        let app = Router::new().route("/", get(show)).layer(layer);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await
+            .unwrap();
+        });
+        addr
+    }
 
-#[tokio::test]
-async fn attack_01_02_10_11_end_to_end_on_loopback() {
-    // 127.0.0.1 plays the trusted proxy; 127.0.0.2 is a client that connects directly.
-    let proxy_range: TrustedRanges = "127.0.0.1/32".parse().unwrap();
-    let proxy = Ipv4Addr::new(127, 0, 0, 1);
-    let client = Ipv4Addr::new(127, 0, 0, 2);
-    for (source, header) in [
-        (
-            Box::new(XForwardedFor::rightmost_untrusted(proxy_range.clone()))
-                as Box<dyn ResolveClientIp>,
-            "X-Forwarded-For",
-        ),
-        (
-            Box::new(Forwarded::rightmost_untrusted(proxy_range.clone())),
-            "Forwarded",
-        ),
-    ] {
-        let (kind, list): (&str, fn(&[&str]) -> String) = if header == "Forwarded" {
-            ("forwarded", |entries: &[&str]| {
-                entries
-                    .iter()
-                    .map(|e| format!("for={e}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            })
-        } else {
-            ("xff", |entries: &[&str]| entries.join(", "))
-        };
-        let chain =
-            Chain::from_sources(vec![source.into(), std::sync::Arc::new(SocketPeer::new())]);
-        let server = serve(ClientIpLayer::new(chain)).await;
+    async fn http_get(server: SocketAddr, from: Ipv4Addr, headers: &str) -> (u16, String) {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::new(IpAddr::V4(from), 0)).unwrap();
+        let mut stream = socket.connect(server).await.unwrap();
+        let request = format!("GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{headers}\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await.unwrap();
+        let text = String::from_utf8(raw).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+        (status, body.to_owned())
+    }
 
-        // 10: through the proxy, a client-prepended spoof is ignored.
-        let line = format!("{header}: {}\r\n", list(&["6.6.6.6", "203.0.113.7"]));
-        let (status, body) = http_get(server, proxy, &line).await;
-        assert_eq!(
-            (status, body.as_str()),
-            (200, format!("203.0.113.7 {kind} false").as_str())
-        );
+    #[tokio::test]
+    async fn attack_01_02_10_11_end_to_end_on_loopback() {
+        // 127.0.0.1 plays the trusted proxy; 127.0.0.2 is a client that connects directly.
+        let proxy_range: TrustedRanges = "127.0.0.1/32".parse().unwrap();
+        let proxy = Ipv4Addr::new(127, 0, 0, 1);
+        let client = Ipv4Addr::new(127, 0, 0, 2);
+        for (source, header) in [
+            (
+                Box::new(XForwardedFor::rightmost_untrusted(proxy_range.clone()))
+                    as Box<dyn ResolveClientIp>,
+                "X-Forwarded-For",
+            ),
+            (
+                Box::new(Forwarded::rightmost_untrusted(proxy_range.clone())),
+                "Forwarded",
+            ),
+        ] {
+            let (kind, list): (&str, fn(&[&str]) -> String) = if header == "Forwarded" {
+                ("forwarded", |entries: &[&str]| {
+                    entries
+                        .iter()
+                        .map(|e| format!("for={e}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+            } else {
+                ("xff", |entries: &[&str]| entries.join(", "))
+            };
+            let chain =
+                Chain::from_sources(vec![source.into(), std::sync::Arc::new(SocketPeer::new())]);
+            let server = serve(ClientIpLayer::new(chain)).await;
 
-        // 1: the same header sent directly is not read; the peer answers.
-        let (_, body) = http_get(server, client, &line).await;
-        assert_eq!(body, "127.0.0.2 peer false", "{header}");
+            // 10: through the proxy, a client-prepended spoof is ignored.
+            let line = format!("{header}: {}\r\n", list(&["6.6.6.6", "203.0.113.7"]));
+            let (status, body) = http_get(server, proxy, &line).await;
+            assert_eq!(
+                (status, body.as_str()),
+                (200, format!("203.0.113.7 {kind} false").as_str())
+            );
 
-        // 2: a forged trusted tail, sent directly, is not believed either.
-        let forged = format!("{header}: {}\r\n", list(&["203.0.113.50", "127.0.0.1"]));
-        let (_, body) = http_get(server, client, &forged).await;
-        assert_eq!(body, "127.0.0.2 peer false", "{header}");
+            // 1: the same header sent directly is not read; the peer answers.
+            let (_, body) = http_get(server, client, &line).await;
+            assert_eq!(body, "127.0.0.2 peer false", "{header}");
 
-        // 11: every entry trusted is a stop, never the leftmost: 400.
-        let all_trusted = format!("{header}: {}\r\n", list(&["127.0.0.1", "127.0.0.1"]));
-        let (status, _) = http_get(server, proxy, &all_trusted).await;
-        assert_eq!(status, 400, "{header}");
+            // 2: a forged trusted tail, sent directly, is not believed either.
+            let forged = format!("{header}: {}\r\n", list(&["203.0.113.50", "127.0.0.1"]));
+            let (_, body) = http_get(server, client, &forged).await;
+            assert_eq!(body, "127.0.0.2 peer false", "{header}");
+
+            // 11: every entry trusted is a stop, never the leftmost: 400.
+            let all_trusted = format!("{header}: {}\r\n", list(&["127.0.0.1", "127.0.0.1"]));
+            let (status, _) = http_get(server, proxy, &all_trusted).await;
+            assert_eq!(status, 400, "{header}");
+        }
     }
 }

@@ -137,11 +137,14 @@ async fn issue_8_successful_logins_cost_nothing() {
 }
 
 #[tokio::test]
-async fn memory_store_peek_changes_nothing() {
+async fn memory_store_preview_changes_nothing() {
     let clock = ManualClock::new();
     let store: MemoryStore<u32> = MemoryStore::builder().clock(clock.clone()).build();
     let one = NonZeroU32::MIN;
-    let peeked = store.peek(&7, &quota(), one).unwrap().await.unwrap();
+    let peeked = Store::preview(&store, &7, &quota(), one)
+        .unwrap()
+        .await
+        .unwrap();
     assert!(peeked.allowed());
     assert_eq!(peeked.remaining(), 5);
     assert!(store.is_empty());
@@ -149,18 +152,21 @@ async fn memory_store_peek_changes_nothing() {
         assert!(store.check(&7, &quota(), one).await.unwrap().allowed());
     }
     let tat = store.theoretical_arrival_time(&7);
-    let peeked = store.peek(&7, &quota(), one).unwrap().await.unwrap();
+    let peeked = Store::preview(&store, &7, &quota(), one)
+        .unwrap()
+        .await
+        .unwrap();
     assert!(!peeked.allowed());
     assert_eq!(peeked.retry_after(), Some(Duration::from_secs(60)));
     assert_eq!(store.theoretical_arrival_time(&7), tat);
 }
 
-/// A store that cannot peek: charge by outcome answers the store-failure 503, never an
+/// A store that cannot preview: charge by outcome answers the store-failure 503, never an
 /// uncounted pass.
 #[derive(Debug, Clone)]
-struct NoPeek;
+struct NoPreview;
 
-impl Store<MaskedIp> for NoPeek {
+impl Store<MaskedIp> for NoPreview {
     type Future = std::future::Ready<Result<Decision, StoreError>>;
 
     fn check(&self, _key: &MaskedIp, _quota: &Quota, _cost: NonZeroU32) -> Self::Future {
@@ -169,9 +175,9 @@ impl Store<MaskedIp> for NoPeek {
 }
 
 #[tokio::test]
-async fn charge_by_outcome_with_a_store_that_cannot_peek_fails_closed() {
+async fn charge_by_outcome_with_a_store_that_cannot_preview_fails_closed() {
     let layer = RateLimitLayer::builder(quota())
-        .store(NoPeek)
+        .store(NoPreview)
         .charge_when(|status: StatusCode| status == StatusCode::UNAUTHORIZED)
         .build()
         .unwrap();

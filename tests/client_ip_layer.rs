@@ -8,17 +8,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use axum::extract::ConnectInfo;
-use axum::routing::get;
-use axum::Router;
 use http::{Request, Response, StatusCode};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpSocket};
 use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
 use tower_bouncer::client_ip::{
     Chain, ClientIp, ClientIpLayer, ClientIpService, OnUnresolved, PeerAddr, Reason, RequestView,
-    Resolution, ResolveClientIp, ResponseFuture, SocketPeer, SourceKind, TrustedHeader,
-    TrustedRanges,
+    Resolution, ResolveClientIp, ResponseFuture, SocketPeer, SourceKind,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -237,8 +231,12 @@ async fn an_existing_client_ip_is_kept_and_the_source_not_asked() {
     assert_eq!(asked.load(Ordering::SeqCst), 0);
 }
 
+/// Reading Axum's `ConnectInfo` needs the crate's `axum` feature.
+#[cfg(feature = "axum")]
 #[tokio::test]
 async fn peer_addr_is_read_before_axum_connect_info() {
+    use axum::extract::ConnectInfo;
+
     let mut request = request_from(Some(peer(v4(192, 0, 2, 10))));
     request
         .extensions_mut()
@@ -318,162 +316,179 @@ fn layer_service_and_future_are_send_sync_clone() {
     // With Axum's router as the inner service, the future must at least be `Send`
     // (Axum and Hyper require it).
     fn assert_send<T: Send>() {}
-    assert_send::<<ClientIpService<Router> as Service<Request<axum::body::Body>>>::Future>();
+    assert_send::<<ClientIpService<axum::Router> as Service<Request<axum::body::Body>>>::Future>();
 }
 
 // ---------------------------------------------------------------------------------------------
 // Through a real Axum server on loopback
+// (The `ClientIp` extractor and reading `ConnectInfo` need the crate's `axum` feature.)
 
-async fn show(client: ClientIp) -> String {
-    describe(Some(&client))
-}
+#[cfg(feature = "axum")]
+mod axum_server {
+    use axum::routing::get;
+    use axum::Router;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpSocket};
+    use tower_bouncer::client_ip::{TrustedHeader, TrustedRanges};
 
-async fn show_optional(client: Option<ClientIp>) -> String {
-    describe(client.as_ref())
-}
+    use super::*;
 
-/// Serves `app` with connect info on 127.0.0.1:0; returns its address.
-async fn serve(app: Router) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
-    addr
-}
-
-/// One HTTP/1.1 GET from the loopback address `from`; returns the status and the body.
-async fn http_get(server: SocketAddr, from: Ipv4Addr, path: &str, headers: &str) -> (u16, String) {
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.bind(SocketAddr::new(IpAddr::V4(from), 0)).unwrap();
-    let mut stream = socket.connect(server).await.unwrap();
-    let request =
-        format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{headers}\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.unwrap();
-    let text = String::from_utf8(raw).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap();
-    (status, body.to_owned())
-}
-
-#[tokio::test]
-async fn axum_server_distinct_loopback_clients_are_distinct_peers() {
-    let app = Router::new()
-        .route("/", get(show))
-        .layer(ClientIpLayer::new(SocketPeer::new()));
-    let server = serve(app).await;
-    for last in [2, 3, 77] {
-        let from = Ipv4Addr::new(127, 0, 0, last);
-        let (status, body) = http_get(server, from, "/", "").await;
-        assert_eq!(status, 200, "{body}");
-        assert_eq!(body, format!("127.0.0.{last} peer false"));
+    async fn show(client: ClientIp) -> String {
+        describe(Some(&client))
     }
-}
 
-#[tokio::test]
-async fn axum_server_extractor_without_layer_is_500_naming_the_layer() {
-    let app = Router::new()
-        .route("/", get(show))
-        .route("/optional", get(show_optional));
-    let server = serve(app).await;
-    let (status, body) = http_get(server, Ipv4Addr::new(127, 0, 0, 1), "/", "").await;
-    assert_eq!(status, 500);
-    assert!(body.contains("ClientIpLayer"), "{body}");
-    let (status, body) = http_get(server, Ipv4Addr::new(127, 0, 0, 1), "/optional", "").await;
-    assert_eq!(status, 200);
-    assert_eq!(body, "none");
-}
+    async fn show_optional(client: Option<ClientIp>) -> String {
+        describe(client.as_ref())
+    }
 
-#[tokio::test]
-async fn axum_server_optional_extractor_sees_the_layer_value() {
-    let app = Router::new()
-        .route("/optional", get(show_optional))
-        .layer(ClientIpLayer::new(SocketPeer::new()));
-    let server = serve(app).await;
-    let (status, body) = http_get(server, Ipv4Addr::new(127, 0, 0, 5), "/optional", "").await;
-    assert_eq!(status, 200);
-    assert_eq!(body, "127.0.0.5 peer false");
-}
+    /// Serves `app` with connect info on 127.0.0.1:0; returns its address.
+    async fn serve(app: Router) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await
+            .unwrap();
+        });
+        addr
+    }
 
-#[tokio::test]
-async fn axum_server_reject_and_fallback_policies() {
-    let (source, _) = Fixed::new(Resolution::Absent(Reason::HeaderMissing));
-    let source: Arc<dyn ResolveClientIp> = Arc::new(source);
-    let reject = Router::new()
-        .route("/", get(show))
-        .layer(ClientIpLayer::from_arc(Arc::clone(&source)));
-    let fallback = Router::new()
-        .route("/", get(show))
-        .layer(ClientIpLayer::from_arc(source).on_unresolved(OnUnresolved::FallbackToPeer));
-    let reject = serve(reject).await;
-    let fallback = serve(fallback).await;
-    let from = Ipv4Addr::new(127, 0, 0, 9);
+    /// One HTTP/1.1 GET from the loopback address `from`; returns the status and the body.
+    async fn http_get(
+        server: SocketAddr,
+        from: Ipv4Addr,
+        path: &str,
+        headers: &str,
+    ) -> (u16, String) {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::new(IpAddr::V4(from), 0)).unwrap();
+        let mut stream = socket.connect(server).await.unwrap();
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{headers}\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await.unwrap();
+        let text = String::from_utf8(raw).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .unwrap();
+        (status, body.to_owned())
+    }
 
-    let (status, body) = http_get(reject, from, "/", "").await;
-    assert_eq!(status, 400);
-    assert_reject_body(&body);
+    #[tokio::test]
+    async fn axum_server_distinct_loopback_clients_are_distinct_peers() {
+        let app = Router::new()
+            .route("/", get(show))
+            .layer(ClientIpLayer::new(SocketPeer::new()));
+        let server = serve(app).await;
+        for last in [2, 3, 77] {
+            let from = Ipv4Addr::new(127, 0, 0, last);
+            let (status, body) = http_get(server, from, "/", "").await;
+            assert_eq!(status, 200, "{body}");
+            assert_eq!(body, format!("127.0.0.{last} peer false"));
+        }
+    }
 
-    let (status, body) = http_get(fallback, from, "/", "").await;
-    assert_eq!(status, 200);
-    assert_eq!(body, "127.0.0.9 peer true");
-}
+    #[tokio::test]
+    async fn axum_server_extractor_without_layer_is_500_naming_the_layer() {
+        let app = Router::new()
+            .route("/", get(show))
+            .route("/optional", get(show_optional));
+        let server = serve(app).await;
+        let (status, body) = http_get(server, Ipv4Addr::new(127, 0, 0, 1), "/", "").await;
+        assert_eq!(status, 500);
+        assert!(body.contains("ClientIpLayer"), "{body}");
+        let (status, body) = http_get(server, Ipv4Addr::new(127, 0, 0, 1), "/optional", "").await;
+        assert_eq!(status, 200);
+        assert_eq!(body, "none");
+    }
 
-#[tokio::test]
-async fn axum_router_without_connect_info_and_fallback_is_500() {
-    let (source, _) = Fixed::new(Resolution::Absent(Reason::HeaderMissing));
-    let app = Router::new()
-        .route("/", get(show))
-        .layer(ClientIpLayer::new(source).on_unresolved(OnUnresolved::FallbackToPeer));
-    // Driven without a server: no `ConnectInfo`, no `PeerAddr`.
-    let response = app
-        .oneshot(Request::new(axum::body::Body::empty()))
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
-}
+    #[tokio::test]
+    async fn axum_server_optional_extractor_sees_the_layer_value() {
+        let app = Router::new()
+            .route("/optional", get(show_optional))
+            .layer(ClientIpLayer::new(SocketPeer::new()));
+        let server = serve(app).await;
+        let (status, body) = http_get(server, Ipv4Addr::new(127, 0, 0, 5), "/optional", "").await;
+        assert_eq!(status, 200);
+        assert_eq!(body, "127.0.0.5 peer false");
+    }
 
-#[tokio::test]
-async fn axum_server_trusted_header_is_believed_only_from_the_trusted_loopback_address() {
-    // Only 127.0.0.1 is "the proxy"; 127.0.0.2 is a client that reached the server directly.
-    let proxy: TrustedRanges = "127.0.0.1/32".parse().unwrap();
-    let chain = Chain::new()
-        .then(TrustedHeader::x_real_ip(proxy))
-        .then(SocketPeer::new());
-    let app = Router::new()
-        .route("/", get(show))
-        .layer(ClientIpLayer::new(chain));
-    let server = serve(app).await;
-    let proxy = Ipv4Addr::new(127, 0, 0, 1);
-    let client = Ipv4Addr::new(127, 0, 0, 2);
+    #[tokio::test]
+    async fn axum_server_reject_and_fallback_policies() {
+        let (source, _) = Fixed::new(Resolution::Absent(Reason::HeaderMissing));
+        let source: Arc<dyn ResolveClientIp> = Arc::new(source);
+        let reject = Router::new()
+            .route("/", get(show))
+            .layer(ClientIpLayer::from_arc(Arc::clone(&source)));
+        let fallback = Router::new()
+            .route("/", get(show))
+            .layer(ClientIpLayer::from_arc(source).on_unresolved(OnUnresolved::FallbackToPeer));
+        let reject = serve(reject).await;
+        let fallback = serve(fallback).await;
+        let from = Ipv4Addr::new(127, 0, 0, 9);
 
-    let (status, body) = http_get(server, proxy, "/", "X-Real-IP: 203.0.113.7\r\n").await;
-    assert_eq!((status, body.as_str()), (200, "203.0.113.7 header false"));
+        let (status, body) = http_get(reject, from, "/", "").await;
+        assert_eq!(status, 400);
+        assert_reject_body(&body);
 
-    let (status, body) = http_get(server, client, "/", "X-Real-IP: 203.0.113.7\r\n").await;
-    assert_eq!((status, body.as_str()), (200, "127.0.0.2 peer false"));
+        let (status, body) = http_get(fallback, from, "/", "").await;
+        assert_eq!(status, 200);
+        assert_eq!(body, "127.0.0.9 peer true");
+    }
 
-    let (status, body) = http_get(server, proxy, "/", "").await;
-    assert_eq!((status, body.as_str()), (200, "127.0.0.1 peer false"));
+    #[tokio::test]
+    async fn axum_router_without_connect_info_and_fallback_is_500() {
+        let (source, _) = Fixed::new(Resolution::Absent(Reason::HeaderMissing));
+        let app = Router::new()
+            .route("/", get(show))
+            .layer(ClientIpLayer::new(source).on_unresolved(OnUnresolved::FallbackToPeer));
+        // Driven without a server: no `ConnectInfo`, no `PeerAddr`.
+        let response = app
+            .oneshot(Request::new(axum::body::Body::empty()))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
 
-    // A duplicated header from the proxy stops the chain: 400, never the peer.
-    let (status, body) = http_get(
-        server,
-        proxy,
-        "/",
-        "X-Real-IP: 203.0.113.7\r\nX-Real-IP: 203.0.113.8\r\n",
-    )
-    .await;
-    assert_eq!(status, 400);
-    assert_reject_body(&body);
+    #[tokio::test]
+    async fn axum_server_trusted_header_is_believed_only_from_the_trusted_loopback_address() {
+        // Only 127.0.0.1 is "the proxy"; 127.0.0.2 is a client that reached the server directly.
+        let proxy: TrustedRanges = "127.0.0.1/32".parse().unwrap();
+        let chain = Chain::new()
+            .then(TrustedHeader::x_real_ip(proxy))
+            .then(SocketPeer::new());
+        let app = Router::new()
+            .route("/", get(show))
+            .layer(ClientIpLayer::new(chain));
+        let server = serve(app).await;
+        let proxy = Ipv4Addr::new(127, 0, 0, 1);
+        let client = Ipv4Addr::new(127, 0, 0, 2);
+
+        let (status, body) = http_get(server, proxy, "/", "X-Real-IP: 203.0.113.7\r\n").await;
+        assert_eq!((status, body.as_str()), (200, "203.0.113.7 header false"));
+
+        let (status, body) = http_get(server, client, "/", "X-Real-IP: 203.0.113.7\r\n").await;
+        assert_eq!((status, body.as_str()), (200, "127.0.0.2 peer false"));
+
+        let (status, body) = http_get(server, proxy, "/", "").await;
+        assert_eq!((status, body.as_str()), (200, "127.0.0.1 peer false"));
+
+        // A duplicated header from the proxy stops the chain: 400, never the peer.
+        let (status, body) = http_get(
+            server,
+            proxy,
+            "/",
+            "X-Real-IP: 203.0.113.7\r\nX-Real-IP: 203.0.113.8\r\n",
+        )
+        .await;
+        assert_eq!(status, 400);
+        assert_reject_body(&body);
+    }
 }

@@ -3,6 +3,7 @@
 //! (Module documentation is completed with the sources.)
 
 mod detect;
+mod explanation;
 mod layer;
 mod parse;
 mod request;
@@ -15,6 +16,7 @@ mod value;
 mod extract;
 
 pub use detect::{Detection, Misconfiguration, Misconfigurations, MISCONFIG_TARGET};
+pub use explanation::{Explanation, Step, Verdict};
 #[cfg(feature = "axum")]
 pub use extract::MissingClientIp;
 pub use layer::{ClientIpLayer, OnUnresolved};

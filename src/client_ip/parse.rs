@@ -180,8 +180,31 @@ fn client_address(ip: IpAddr) -> Option<IpAddr> {
     usable.then_some(ip)
 }
 
+/// Four decimal octets, each `0` or 1 to 3 digits without a leading zero, at most 255 — the
+/// exact grammar of std's `Ipv4Addr::from_str` (a differential test pins that), read straight
+/// from the bytes. It is the hottest parse of the crate (every `X-Forwarded-For` entry), and
+/// one pass over the bytes costs a fraction of UTF-8 validation plus std's parser.
 fn parse_v4(bytes: &[u8]) -> Option<Ipv4Addr> {
-    std::str::from_utf8(bytes).ok()?.parse().ok()
+    let mut octets = [0_u8; 4];
+    let mut parts = bytes.split(|&byte| byte == b'.');
+    for octet in &mut octets {
+        let part = parts.next()?;
+        if part.is_empty() || part.len() > 3 || (part.len() > 1 && part[0] == b'0') {
+            return None;
+        }
+        let mut value = 0_u16;
+        for &digit in part {
+            if !digit.is_ascii_digit() {
+                return None;
+            }
+            value = value * 10 + u16::from(digit - b'0');
+        }
+        *octet = u8::try_from(value).ok()?;
+    }
+    if parts.next().is_some() {
+        return None;
+    }
+    Some(Ipv4Addr::from(octets))
 }
 
 fn parse_v6(bytes: &[u8]) -> Option<Ipv6Addr> {
@@ -223,6 +246,55 @@ fn parse_port(bytes: &[u8]) -> Option<u16> {
 
 #[cfg(test)]
 mod tests {
+
+    /// `parse_v4` accepts exactly what std's parser accepts, and gives the same address.
+    #[test]
+    fn parse_v4_matches_std_on_tricky_inputs() {
+        let pieces = [
+            "0", "1", "9", "00", "01", "10", "99", "100", "199", "255", "256", "300", "999",
+            "0000", "1000", "", "a", "+1", "-1", " 1", "1 ", "\u{0661}", "0x1", "1e2",
+        ];
+        let mut checked = 0;
+        for a in pieces {
+            for b in ["0", "255", "01", ""] {
+                for c in ["7", "256", "00"] {
+                    for d in pieces {
+                        let text = format!("{a}.{b}.{c}.{d}");
+                        assert_eq!(parse_v4(text.as_bytes()), text.parse().ok(), "{text:?}");
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        for text in [
+            "1.2.3",
+            "1.2.3.4.5",
+            "1.2.3.4.",
+            ".1.2.3.4",
+            "1..2.3",
+            "127.1",
+            "2130706433",
+            "0127.0.0.1",
+            "1.2.3.4 ",
+            "255.255.255.255",
+            "0.0.0.0",
+            "192.168.001.1",
+        ] {
+            assert_eq!(parse_v4(text.as_bytes()), text.parse().ok(), "{text:?}");
+            checked += 1;
+        }
+        assert!(checked > 6000);
+    }
+
+    proptest::proptest! {
+        /// Any short string over the characters that matter gets the same answer as std's.
+        #[test]
+        fn parse_v4_matches_std_on_random_bytes(bytes in proptest::collection::vec(
+            proptest::sample::select(&b"0123456789.a "[..]), 0..20)) {
+            let expected = std::str::from_utf8(&bytes).ok().and_then(|text| text.parse().ok());
+            proptest::prop_assert_eq!(parse_v4(&bytes), expected);
+        }
+    }
     use super::*;
     use http::HeaderMap;
 

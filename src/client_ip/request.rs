@@ -35,7 +35,8 @@ pub struct RequestView<'a> {
 
 impl<'a> RequestView<'a> {
     /// A view of `request`. The peer is looked up in the extensions, in this order:
-    /// [`PeerAddr`], Axum's `ConnectInfo<SocketAddr>` (feature `axum`), Tonic's
+    /// [`PeerAddr`], Axum's `ConnectInfo<SocketAddr>` and `ConnectInfo<PeerAddr>` (feature
+    /// `axum`; the latter is what the PROXY protocol listener provides), Tonic's
     /// `TcpConnectInfo` (feature `tonic`).
     pub fn new<B>(request: &'a Request<B>) -> Self {
         Self::from_pieces(
@@ -104,6 +105,12 @@ fn peer_from_extensions(extensions: &Extensions) -> Option<SocketAddr> {
     #[cfg(feature = "axum")]
     if let Some(axum::extract::ConnectInfo(peer)) =
         extensions.get::<axum::extract::ConnectInfo<SocketAddr>>()
+    {
+        return Some(*peer);
+    }
+    #[cfg(feature = "axum")]
+    if let Some(axum::extract::ConnectInfo(PeerAddr(peer))) =
+        extensions.get::<axum::extract::ConnectInfo<PeerAddr>>()
     {
         return Some(*peer);
     }

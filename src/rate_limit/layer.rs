@@ -377,7 +377,7 @@ impl<K, C, B> RateLimitLayerBuilder<K, C, B> {
     /// passwords is stopped after `burst` failures (even with the right password, until the
     /// bucket refills); successful logins cost nothing.
     ///
-    /// The store must be able to check without charging ([`Store::peek`]: the in-memory store
+    /// The store must be able to check without charging ([`Store::preview`]: the in-memory store
     /// can); with one that cannot, every request gets the store-failure answer (`503`, logged
     /// at `error`). Concurrent requests of one key are all checked before any is charged, so
     /// a client racing many requests at once can get up to that many past a nearly spent

@@ -121,11 +121,11 @@ where
 
         let (mut check, after) = match &config.charger {
             None => (config.store.check(&key, &config.quota, charge), None),
-            Some(charger) => match config.store.peek(&key, &config.quota, charge) {
-                Some(peek) => {
+            Some(charger) => match config.store.preview(&key, &config.quota, charge) {
+                Some(preview) => {
                     let charger: Arc<dyn Charger<K::Key, St::Future>> = charger.clone();
                     (
-                        peek,
+                        preview,
                         Some(Charge {
                             key: key.clone(),
                             cost: charge,
@@ -136,7 +136,7 @@ where
                 None => {
                     let error = StoreError::with_source(
                         StoreErrorKind::Other,
-                        "charge_when needs a store that can check without charging (Store::peek)",
+                        "charge_when needs a store that can check without charging (Store::preview)",
                     );
                     let verdict = decide(&config.responder, &request, &key, cost, Err(error));
                     return finish(&mut self.inner, request, verdict, None);

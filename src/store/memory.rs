@@ -23,8 +23,13 @@ use crate::rate_limit::Quota;
 const DEFAULT_MAX_KEYS: usize = 1_000_000;
 const DEFAULT_HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(30);
 const MIN_HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(10);
-/// How often a full shard may sweep itself on the request path.
+/// A full shard sweeps itself on the request path at most once this often (store time, ns)...
 const CAP_PURGE_INTERVAL: u64 = 1_000_000_000;
+/// ...unless new keys numbering this fraction of its share of the cap have arrived since its
+/// last sweep (1/16: a sweep of the shard is paid for by a sixteenth as many new keys; under
+/// steady churn it frees about as many keys as arrived). Neither applies before a key may
+/// have expired: a flood of keys that stay alive never makes a shard sweep.
+const CAP_PURGE_SHARE: usize = 16;
 /// How often the "store full" warning may be logged.
 const FULL_WARNING_INTERVAL: u64 = 10_000_000_000;
 /// Lost compare-and-swap races before a request falls back to the shard's write lock.
@@ -92,9 +97,12 @@ pub enum AtCapacity {
 /// - **A hard cap** on tracked keys ([`MemoryStoreBuilder::max_keys`], default 1,000,000). Each shard holds at most its share of the cap, so no
 ///   counter is shared by all threads; shards fill evenly because clients cannot aim at one.
 ///   When a new key arrives at a full shard, the store first removes that shard's expired
-///   keys (at most once per second per shard, so a flood cannot make every request sweep);
-///   if the shard is still full, [`AtCapacity`] decides, and a `tracing` warning says so (at
-///   most once every 10 seconds). Keys already tracked are never affected by the cap.
+///   keys, but only when one may have expired (each shard knows a lower bound of its
+///   earliest expiry), and then at most once a second or once per sixteenth of the shard's
+///   share of the cap in new keys: a flood of keys that stay alive never causes a sweep, and
+///   under churn a sweep is paid for by the new keys that needed it. If the shard is still
+///   full, [`AtCapacity`] decides, and a `tracing` warning says so (at most once every 10
+///   seconds). Keys already tracked are never affected by the cap.
 ///
 /// A key of 16 bytes costs 29 to 57 bytes of table (hash tables grow by doubling; 33 bytes
 /// measured at 200,000 keys), so the default cap bounds the store near 60 MB. The table of a
@@ -124,6 +132,12 @@ struct Shard<K> {
     cap: usize,
     /// Store time (ns) from which the next sweep forced by the cap may run.
     next_purge: AtomicU64,
+    /// New keys that arrived (inserted or refused) since the shard's last sweep.
+    new_keys_since_sweep: AtomicU64,
+    /// No key of the shard expires before this store time (ns): a lower bound of its earliest
+    /// TAT, lowered on every insert (under the write lock) and set exactly by every sweep.
+    /// TATs only grow in between, so the bound stays true; a sweep before it finds nothing.
+    earliest_expiry: AtomicU64,
 }
 
 impl<K> MemoryStore<K> {
@@ -208,6 +222,29 @@ where
         map.get(&Probe { hash, key } as &dyn Lookup<K>)
             .map(|tat| Duration::from_nanos(tat.load(Ordering::Relaxed)))
     }
+
+    /// The state of `key`'s bucket under `quota` now, without charging anything: the decision
+    /// a request of one cell would get, with nothing written. For diagnostics (the explain
+    /// endpoint); an untracked key reports a full bucket.
+    ///
+    /// ```
+    /// use std::num::NonZeroU32;
+    /// use tower_bouncer::rate_limit::Quota;
+    /// use tower_bouncer::store::{MemoryStore, Store};
+    ///
+    /// let store: MemoryStore<u8> = MemoryStore::new();
+    /// let quota: Quota = "3/min".parse().unwrap();
+    /// assert_eq!(store.peek(&1, &quota).remaining(), 3);
+    /// store.check(&1, &quota, NonZeroU32::MIN).into_inner().unwrap();
+    /// assert_eq!(store.peek(&1, &quota).remaining(), 2);
+    /// assert_eq!(store.peek(&1, &quota).remaining(), 2); // peeking charges nothing
+    /// ```
+    pub fn peek(&self, key: &K, quota: &Quota) -> Decision {
+        let gcra = Gcra::new(quota);
+        let now = self.inner.now();
+        let tat = self.theoretical_arrival_time(key).map(nanos);
+        gcra.decision(gcra.verdict(tat, now, 1), tat, now)
+    }
 }
 
 impl<K> Default for MemoryStore<K>
@@ -250,7 +287,7 @@ where
     }
 
     /// Reads the key's TAT and computes the GCRA decision, writing nothing.
-    fn peek(&self, key: &K, quota: &Quota, cost: NonZeroU32) -> Option<Self::Future> {
+    fn preview(&self, key: &K, quota: &Quota, cost: NonZeroU32) -> Option<Self::Future> {
         let gcra = Gcra::new(quota);
         let hash = key_hash(key);
         let map = self.inner.shard(hash).read();
@@ -279,8 +316,30 @@ impl<K> Shard<K> {
         self.map.write().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Whether a full shard should sweep itself before refusing a new key: only when a key may
+    /// have expired, and at most once a second or once per `cap / 16` new keys.
     fn purge_due(&self, now: u64) -> bool {
-        now >= self.next_purge.load(Ordering::Relaxed)
+        now >= self.earliest_expiry.load(Ordering::Relaxed)
+            && (now >= self.next_purge.load(Ordering::Relaxed)
+                || self.new_keys_since_sweep.load(Ordering::Relaxed)
+                    >= (self.cap / CAP_PURGE_SHARE) as u64)
+    }
+
+    /// Removes the keys expired at `now` (under the write lock), and records when the next
+    /// one expires; answers how many were removed.
+    fn sweep(&self, map: &mut Table<K>, now: u64) -> usize {
+        let before = map.len();
+        let mut earliest = u64::MAX;
+        map.retain(|_, tat| {
+            let tat = *tat.get_mut();
+            if tat > now {
+                earliest = earliest.min(tat);
+            }
+            tat > now
+        });
+        self.earliest_expiry.store(earliest, Ordering::Relaxed);
+        self.new_keys_since_sweep.store(0, Ordering::Relaxed);
+        before - map.len()
     }
 }
 
@@ -353,9 +412,7 @@ impl<K: Hash + Eq + Clone> Inner<K> {
         for shard in self.shards.iter() {
             let mut map = shard.write();
             let now = self.now();
-            let before = map.len();
-            map.retain(|_, tat| *tat.get_mut() > now);
-            removed += before - map.len();
+            removed += shard.sweep(&mut map, now);
             if map.len() <= map.capacity() / 4 {
                 let keep = map.len().saturating_mul(2);
                 map.shrink_to(keep);
@@ -387,6 +444,7 @@ impl<K: Hash + Eq + Clone> Inner<K> {
                     // A full shard that may not sweep yet refuses without the write lock,
                     // so a flood of new keys at the cap does not block tracked keys.
                     if map.len() >= shard.cap && !shard.purge_due(now) {
+                        shard.new_keys_since_sweep.fetch_add(1, Ordering::Relaxed);
                         return self.refuse_or_pass_untracked(gcra, verdict, now);
                     }
                 }
@@ -412,14 +470,19 @@ impl<K: Hash + Eq + Clone> Inner<K> {
                 shard
                     .next_purge
                     .store(now.saturating_add(CAP_PURGE_INTERVAL), Ordering::Relaxed);
-                map.retain(|_, tat| *tat.get_mut() > now);
+                shard.sweep(&mut map, now);
             }
             if map.len() >= shard.cap {
+                shard.new_keys_since_sweep.fetch_add(1, Ordering::Relaxed);
                 drop(map);
                 return self.refuse_or_pass_untracked(gcra, verdict, now);
             }
         }
         map.insert(Stored(key.clone()), AtomicU64::new(new_tat));
+        shard.new_keys_since_sweep.fetch_add(1, Ordering::Relaxed);
+        if new_tat < shard.earliest_expiry.load(Ordering::Relaxed) {
+            shard.earliest_expiry.store(new_tat, Ordering::Relaxed);
+        }
         gcra.decision(verdict, Some(new_tat), now)
     }
 }
@@ -651,6 +714,8 @@ where
                 map: RwLock::new(HashMap::default()),
                 cap: self.max_keys / count + usize::from(index < self.max_keys % count),
                 next_purge: AtomicU64::new(0),
+                new_keys_since_sweep: AtomicU64::new(0),
+                earliest_expiry: AtomicU64::new(u64::MAX),
             })
             .collect();
         let clock = self
@@ -939,24 +1004,48 @@ mod tests {
     }
 
     #[test]
-    fn the_cap_purges_expired_keys_at_most_once_a_second() {
-        let (clock, store) = manual(2, 1);
+    fn the_cap_sweeps_only_when_a_key_may_have_expired() {
+        let (clock, store) = manual(4, 1);
         let q = quota("1/s");
-        assert!(check(&store, 1, &q, 1).allowed());
+        for key in 0..4 {
+            assert!(check(&store, key, &q, 1).allowed());
+        }
+        // Full, and nothing can expire before 1 s: refused without a sweep.
+        clock.advance(Duration::from_millis(999));
+        for key in 10..20 {
+            assert!(!check(&store, key, &q, 1).allowed());
+        }
+        assert_eq!(
+            store.inner.shards[0]
+                .earliest_expiry
+                .load(Ordering::Relaxed),
+            1_000_000_000
+        );
+        clock.advance(Duration::from_millis(1));
+        assert!(check(&store, 20, &q, 1).allowed());
+        assert_eq!(store.len(), 1);
+    }
+
+    #[test]
+    fn the_cap_sweeps_at_most_once_a_second_or_once_per_quarter_of_the_shard() {
+        let (clock, store) = manual(32, 1);
+        let q = quota("1/s");
+        assert!(check(&store, 0, &q, 1).allowed());
         clock.advance(Duration::from_millis(500));
-        assert!(check(&store, 2, &q, 1).allowed());
-        // Key 1 expires at 1 s, key 2 at 1.5 s.
+        for key in 1..32 {
+            assert!(check(&store, key, &q, 1).allowed());
+        }
+        // 1 s: key 0 expires; the first sweep makes room for one key.
+        clock.advance(Duration::from_millis(500));
+        assert!(check(&store, 100, &q, 1).allowed());
+        assert_eq!(store.theoretical_arrival_time(&0), None);
+        // 1.6 s: keys 1..32 have expired, but the last sweep was 0.6 s ago and only one new
+        // key came since: the shard sweeps again once 32 / 16 = 2 new keys have come.
         clock.advance(Duration::from_millis(600));
-        // Full: the first sweep removes key 1 and makes room.
-        assert!(check(&store, 3, &q, 1).allowed());
+        assert!(!check(&store, 200, &q, 1).allowed());
+        assert!(check(&store, 201, &q, 1).allowed());
         assert_eq!(store.theoretical_arrival_time(&1), None);
-        // Key 2 has expired too, but the next sweep is due only at 2.1 s.
-        clock.advance(Duration::from_millis(500));
-        assert!(!check(&store, 4, &q, 1).allowed());
         assert_eq!(store.len(), 2);
-        clock.advance(Duration::from_millis(500));
-        assert!(check(&store, 4, &q, 1).allowed());
-        assert_eq!(store.theoretical_arrival_time(&2), None);
     }
 
     #[test]

@@ -159,9 +159,9 @@ pub trait Store<K>: fmt::Debug + Send + Sync + 'static {
     /// when the store cannot answer that (the default).
     ///
     /// Charge by outcome
-    /// ([`charge_when`](crate::rate_limit::RateLimitLayerBuilder::charge_when)) peeks before
+    /// ([`charge_when`](crate::rate_limit::RateLimitLayerBuilder::charge_when)) previews before
     /// the call and checks after the response.
-    fn peek(&self, key: &K, quota: &Quota, cost: NonZeroU32) -> Option<Self::Future> {
+    fn preview(&self, key: &K, quota: &Quota, cost: NonZeroU32) -> Option<Self::Future> {
         let _ = (key, quota, cost);
         None
     }
@@ -180,8 +180,8 @@ impl<K, S: Store<K> + ?Sized> Store<K> for Arc<S> {
         (**self).check(key, quota, cost)
     }
 
-    fn peek(&self, key: &K, quota: &Quota, cost: NonZeroU32) -> Option<Self::Future> {
-        (**self).peek(key, quota, cost)
+    fn preview(&self, key: &K, quota: &Quota, cost: NonZeroU32) -> Option<Self::Future> {
+        (**self).preview(key, quota, cost)
     }
 
     fn tracked_keys(&self) -> Option<usize> {

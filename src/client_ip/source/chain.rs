@@ -3,7 +3,7 @@ use std::sync::Arc;
 
 use http::HeaderName;
 
-use crate::client_ip::{Reason, RequestView, Resolution, ResolveClientIp};
+use crate::client_ip::{Explanation, Reason, RequestView, Resolution, ResolveClientIp};
 
 /// Several sources tried in order: the first that resolves wins.
 ///
@@ -120,6 +120,34 @@ impl ResolveClientIp for Chain {
 
     fn headers_read(&self) -> &[HeaderName] {
         &self.headers
+    }
+
+    /// Every source's explanation, in order — also the sources after the one that decided,
+    /// which `resolve` never runs, so that an explain page can show what they would have
+    /// answered ([`Explanation::decided_by`] says which one counts). The answer is combined by
+    /// the same rules as `resolve`.
+    fn explain(&self, request: &RequestView<'_>) -> Explanation {
+        let children: Vec<Explanation> = self
+            .sources
+            .iter()
+            .map(|source| source.explain(request))
+            .collect();
+        let mut last_absent = Reason::HeaderMissing;
+        let mut answer = None;
+        for child in &children {
+            match child.resolution() {
+                Resolution::Absent(reason) => last_absent = reason,
+                decided => {
+                    answer = Some(decided);
+                    break;
+                }
+            }
+        }
+        let resolution = answer.unwrap_or(Resolution::Absent(last_absent));
+        children.into_iter().fold(
+            Explanation::new("chain", resolution),
+            Explanation::with_child,
+        )
     }
 }
 

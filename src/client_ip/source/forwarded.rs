@@ -12,9 +12,10 @@ use std::net::IpAddr;
 use http::header::{HeaderValue, ValueIter, FORWARDED};
 
 use super::xff::Walk;
+use crate::client_ip::explanation::{ignore, Event};
 use crate::client_ip::parse::{parse_entry, trim_ows};
 use crate::client_ip::{
-    Reason, RequestView, Resolution, ResolveClientIp, SourceKind, TrustedRanges,
+    Explanation, Reason, RequestView, Resolution, ResolveClientIp, SourceKind, TrustedRanges,
 };
 use crate::ConfigError;
 
@@ -114,14 +115,35 @@ impl Forwarded {
     }
 }
 
-impl ResolveClientIp for Forwarded {
-    fn resolve(&self, request: &RequestView<'_>) -> Resolution {
+impl Forwarded {
+    /// The walk, reporting each step to `observe`.
+    fn walk<'a>(
+        &self,
+        request: &RequestView<'a>,
+        observe: &mut (impl FnMut(Event<'a>) + ?Sized),
+    ) -> Resolution {
         let elements = RevElements {
             lines: request.headers().get_all(FORWARDED).iter().rev(),
             line: None,
         };
+        self.walk.resolve(
+            request,
+            elements,
+            read_element,
+            SourceKind::Forwarded,
+            observe,
+        )
+    }
+}
+
+impl ResolveClientIp for Forwarded {
+    fn resolve(&self, request: &RequestView<'_>) -> Resolution {
+        self.walk(request, &mut ignore)
+    }
+
+    fn explain(&self, request: &RequestView<'_>) -> Explanation {
         self.walk
-            .resolve(request, elements, read_element, SourceKind::Forwarded)
+            .explain(request, "forwarded", |observe| self.walk(request, observe))
     }
 
     fn headers_read(&self) -> &[http::HeaderName] {
@@ -659,7 +681,7 @@ mod tests {
     }
 
     #[test]
-    fn attack_26_to_32_address_forms() {
+    fn attack_25_to_32_address_forms() {
         for (header, expected) in [
             ("for=203.0.113.7", "203.0.113.7"),
             ("for=\"203.0.113.7\"", "203.0.113.7"),
@@ -826,6 +848,26 @@ mod tests {
             one("for=\"[::ffff:10.0.0.3]\", for=10.0.0.2"),
             Resolution::Untrustworthy(Reason::AllEntriesTrusted)
         );
+    }
+
+    #[test]
+    fn attack_49_every_unresolved_result_has_a_reason() {
+        let hops = Forwarded::hop_count(4, ranges("10.0.0.0/8")).unwrap();
+        for (source, peer, lines) in [
+            (&source(), "", &[&b"for=1.2.3.4"[..]][..]),
+            (&source(), "198.51.100.1:1", &[b"for=1.2.3.4"]),
+            (&source(), PEER, &[]),
+            (&source(), PEER, &[b"for=10.0.0.3"]),
+            (&source(), PEER, &[b"for=unknown"]),
+            (&source(), PEER, &[b"for=_x"]),
+            (&source(), PEER, &[b"proto=http"]),
+            (&source(), PEER, &[b"for=\"1.2.3.4"]),
+            (&hops, PEER, &[b"for=1.2.3.4"]),
+        ] {
+            let resolution = resolve(source, peer, lines);
+            assert!(resolution.ip().is_none(), "{lines:?}");
+            assert!(!resolution.reason().unwrap().code().is_empty());
+        }
     }
 
     #[test]

@@ -1,12 +1,14 @@
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 use http::header::GetAll;
 use http::{HeaderName, HeaderValue};
 
+use crate::client_ip::explanation::{ignore, ranges_text, Event};
 use crate::client_ip::parse::{parse_entry, parse_ip_port_last_colon, trim_ows};
 use crate::client_ip::{
-    Reason, RequestView, Resolution, ResolveClientIp, SourceKind, TrustedRanges,
+    Explanation, Reason, RequestView, Resolution, ResolveClientIp, SourceKind, TrustedRanges,
+    Verdict,
 };
 use crate::ConfigError;
 
@@ -18,9 +20,8 @@ const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 const FLY_CLIENT_IP: HeaderName = HeaderName::from_static("fly-client-ip");
 const CLOUDFRONT_VIEWER_ADDRESS: HeaderName = HeaderName::from_static("cloudfront-viewer-address");
 
-/// Cloudflare's Pseudo IPv4 addresses are taken from the Class E block `240.0.0.0/4`.
-const PSEUDO_IPV4_FIRST_OCTET_MASK: u8 = 0xf0;
-const PSEUDO_IPV4_FIRST_OCTET: u8 = 240;
+/// The answer for a value that is not one client address.
+const INVALID: Reason = Reason::InvalidEntry { position: 1 };
 
 /// A header that holds one client address, believed **only** when the socket peer is one of
 /// the proxies that set it.
@@ -254,14 +255,16 @@ impl TrustedHeader {
     }
 }
 
-/// The single line of a header: absent, duplicated, or the one value.
-fn single_line(lines: GetAll<'_, HeaderValue>) -> Result<Option<&HeaderValue>, Reason> {
+/// The single line of a header: absent, the one value, or duplicated (with the first line).
+fn single_line(
+    lines: GetAll<'_, HeaderValue>,
+) -> Result<Option<&HeaderValue>, (&HeaderValue, Reason)> {
     let mut lines = lines.iter();
     let first = lines.next();
-    if lines.next().is_some() {
-        return Err(Reason::DuplicateHeader);
+    match (first, lines.next()) {
+        (Some(first), Some(_)) => Err((first, Reason::DuplicateHeader)),
+        (first, _) => Ok(first),
     }
-    Ok(first)
 }
 
 /// One address in a single header value; `None` for a list, garbage or an empty value.
@@ -273,48 +276,110 @@ fn parse_single(value: &HeaderValue) -> Option<IpAddr> {
     parse_entry(token)
 }
 
+/// Cloudflare takes its Pseudo IPv4 addresses from the Class E block `240.0.0.0/4`, which no
+/// real client has.
 fn is_pseudo_ipv4(ip: IpAddr) -> bool {
-    matches!(ip, IpAddr::V4(v4) if is_class_e(v4))
+    matches!(ip, IpAddr::V4(v4) if v4.octets()[0] >= 240)
 }
 
-fn is_class_e(ip: Ipv4Addr) -> bool {
-    ip.octets()[0] & PSEUDO_IPV4_FIRST_OCTET_MASK == PSEUDO_IPV4_FIRST_OCTET
-}
-
-const INVALID: Reason = Reason::InvalidEntry { position: 1 };
-
-impl ResolveClientIp for TrustedHeader {
-    fn resolve(&self, request: &RequestView<'_>) -> Resolution {
-        let Some(peer) = request.peer_ip() else {
+impl TrustedHeader {
+    /// The resolution, reporting each step to `observe`.
+    fn walk<'a>(
+        &'a self,
+        request: &RequestView<'a>,
+        observe: &mut (impl FnMut(Event<'a>) + ?Sized),
+    ) -> Resolution {
+        let peer = request.peer_ip();
+        let trusted = peer.is_some_and(|peer| self.trusted_peers.contains(peer));
+        observe(Event::Peer { ip: peer, trusted });
+        if peer.is_none() {
             return Resolution::Absent(Reason::NoPeer);
-        };
-        if !self.trusted_peers.contains(peer) {
+        }
+        if !trusted {
             return Resolution::Absent(Reason::PeerNotTrusted);
         }
         let headers = request.headers();
+        let name = self.name.as_str();
         let value = match single_line(headers.get_all(&self.name)) {
             Ok(Some(value)) => value,
             Ok(None) => return Resolution::Absent(Reason::HeaderMissing),
-            Err(reason) => return Resolution::Untrustworthy(reason),
+            Err((first, reason)) => {
+                let verdict = Verdict::Stopped(reason);
+                observe(Event::Header {
+                    name,
+                    raw: first.as_bytes(),
+                    verdict,
+                });
+                return Resolution::Untrustworthy(reason);
+            }
         };
+        let raw = value.as_bytes();
         let parsed = match self.format {
             ValueFormat::Address | ValueFormat::CloudflarePseudoIpv4Aware => parse_single(value),
-            ValueFormat::AddressColonPort => parse_ip_port_last_colon(trim_ows(value.as_bytes())),
+            ValueFormat::AddressColonPort => parse_ip_port_last_colon(trim_ows(raw)),
         };
         let Some(ip) = parsed else {
+            observe(Event::Header {
+                name,
+                raw,
+                verdict: Verdict::Stopped(INVALID),
+            });
             return Resolution::Untrustworthy(INVALID);
         };
         if self.format == ValueFormat::CloudflarePseudoIpv4Aware && is_pseudo_ipv4(ip) {
-            return match single_line(headers.get_all(&CF_CONNECTING_IPV6)) {
-                Ok(Some(value)) => match parse_single(value) {
-                    Some(real @ IpAddr::V6(_)) => Resolution::resolved(real, SourceKind::Header),
-                    _ => Resolution::Untrustworthy(INVALID),
+            // A Pseudo IPv4 stand-in: when CF-Connecting-IPv6 is there, it is the answer.
+            let (real, resolution) = match single_line(headers.get_all(&CF_CONNECTING_IPV6)) {
+                Ok(None) => (None, Resolution::resolved(ip, SourceKind::Header)),
+                Ok(Some(real)) => match parse_single(real) {
+                    Some(real_ip @ IpAddr::V6(_)) => (
+                        Some(real),
+                        Resolution::resolved(real_ip, SourceKind::Header),
+                    ),
+                    _ => (Some(real), Resolution::Untrustworthy(INVALID)),
                 },
-                Ok(None) => Resolution::resolved(ip, SourceKind::Header),
-                Err(reason) => Resolution::Untrustworthy(reason),
+                Err((first, reason)) => (Some(first), Resolution::Untrustworthy(reason)),
             };
+            if let Some(real) = real {
+                observe(Event::Header {
+                    name,
+                    raw,
+                    verdict: Verdict::Replaced,
+                });
+                let verdict = match resolution {
+                    Resolution::Untrustworthy(reason) => Verdict::Stopped(reason),
+                    _ => Verdict::Client,
+                };
+                observe(Event::Header {
+                    name: "cf-connecting-ipv6",
+                    raw: real.as_bytes(),
+                    verdict,
+                });
+                return resolution;
+            }
         }
+        observe(Event::Header {
+            name,
+            raw,
+            verdict: Verdict::Client,
+        });
         Resolution::resolved(ip, SourceKind::Header)
+    }
+}
+
+impl ResolveClientIp for TrustedHeader {
+    fn resolve(&self, request: &RequestView<'_>) -> Resolution {
+        self.walk(request, &mut ignore)
+    }
+
+    fn explain(&self, request: &RequestView<'_>) -> Explanation {
+        let mut events = Vec::new();
+        let resolution = self.walk(request, &mut |event| events.push(event));
+        let mut explanation = Explanation::new(format!("header:{}", self.name), resolution)
+            .with_trusted(ranges_text(&self.trusted_peers));
+        for event in events {
+            explanation.record(event);
+        }
+        explanation
     }
 
     fn headers_read(&self) -> &[HeaderName] {
@@ -538,6 +603,21 @@ mod tests {
             Resolution::Untrustworthy(INVALID),
             "multicast is no client address"
         );
+    }
+
+    #[test]
+    fn pseudo_ipv4_is_exactly_240_slash_4() {
+        for (text, pseudo) in [
+            ("240.0.0.0", true),
+            ("240.16.0.1", true),
+            ("255.255.255.254", true),
+            ("239.255.255.255", false),
+            ("203.0.113.7", false),
+            ("::ffff:240.0.0.1", false), // not canonical: never reaches the check as IPv6
+            ("f000::1", false),
+        ] {
+            assert_eq!(is_pseudo_ipv4(text.parse().unwrap()), pseudo, "{text}");
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use http::HeaderName;
 
-use super::{RequestView, SourceKind};
+use super::{Explanation, RequestView, SourceKind};
 
 /// One way of finding the client IP of a request.
 ///
@@ -52,6 +52,17 @@ pub trait ResolveClientIp: fmt::Debug + Send + Sync + 'static {
     fn headers_read(&self) -> &[HeaderName] {
         &[]
     }
+
+    /// Resolve the client IP of `request` and say why: every entry walked and what was made
+    /// of it, the peer check, which source of a chain decided. For the explain endpoint and
+    /// for tests; it allocates, so it is never called on the request path.
+    ///
+    /// Its [`resolution`](Explanation::resolution) is always what [`resolve`](Self::resolve)
+    /// answers. The default, for sources written outside this crate, is that answer with no
+    /// steps, named after the source's `Debug` text; override it to show your own steps.
+    fn explain(&self, request: &RequestView<'_>) -> Explanation {
+        Explanation::new(format!("{self:?}"), self.resolve(request))
+    }
 }
 
 impl<R: ResolveClientIp + ?Sized> ResolveClientIp for Box<R> {
@@ -62,6 +73,10 @@ impl<R: ResolveClientIp + ?Sized> ResolveClientIp for Box<R> {
     fn headers_read(&self) -> &[HeaderName] {
         (**self).headers_read()
     }
+
+    fn explain(&self, request: &RequestView<'_>) -> Explanation {
+        (**self).explain(request)
+    }
 }
 
 impl<R: ResolveClientIp + ?Sized> ResolveClientIp for std::sync::Arc<R> {
@@ -71,6 +86,10 @@ impl<R: ResolveClientIp + ?Sized> ResolveClientIp for std::sync::Arc<R> {
 
     fn headers_read(&self) -> &[HeaderName] {
         (**self).headers_read()
+    }
+
+    fn explain(&self, request: &RequestView<'_>) -> Explanation {
+        (**self).explain(request)
     }
 }
 

@@ -1,4 +1,6 @@
-use crate::client_ip::{Reason, RequestView, Resolution, ResolveClientIp, SourceKind};
+use crate::client_ip::{
+    Explanation, Reason, RequestView, Resolution, ResolveClientIp, SourceKind, Step,
+};
 
 /// The socket peer of the connection: the right source when nothing stands between the
 /// clients and this server (and the only one a client cannot influence at all).
@@ -33,5 +35,13 @@ impl ResolveClientIp for SocketPeer {
             Some(_) => Resolution::Untrustworthy(Reason::InvalidEntry { position: 0 }),
             None => Resolution::Absent(Reason::NoPeer),
         }
+    }
+
+    fn explain(&self, request: &RequestView<'_>) -> Explanation {
+        let resolution = self.resolve(request);
+        Explanation::new("peer", resolution).with_step(Step::Peer {
+            ip: request.peer_ip(),
+            trusted: resolution.ip().is_some(),
+        })
     }
 }

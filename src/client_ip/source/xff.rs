@@ -17,9 +17,11 @@ use std::num::NonZeroU32;
 
 use http::HeaderName;
 
+use crate::client_ip::explanation::{ignore, ranges_text, Event};
 use crate::client_ip::parse::{parse_entry, RevEntries};
 use crate::client_ip::{
-    Reason, RequestView, Resolution, ResolveClientIp, SourceKind, TrustedRanges,
+    Explanation, Reason, RequestView, Resolution, ResolveClientIp, SourceKind, TrustedRanges,
+    Verdict,
 };
 use crate::ConfigError;
 
@@ -140,15 +142,32 @@ impl XForwardedFor {
     }
 }
 
-impl ResolveClientIp for XForwardedFor {
-    fn resolve(&self, request: &RequestView<'_>) -> Resolution {
+impl XForwardedFor {
+    /// The walk, reporting each step to `observe`.
+    fn walk<'a>(
+        &self,
+        request: &RequestView<'a>,
+        observe: &mut (impl FnMut(Event<'a>) + ?Sized),
+    ) -> Resolution {
         let entries = RevEntries::new(request.headers().get_all(X_FORWARDED_FOR));
         self.walk.resolve(
             request,
             entries,
             |entry, position| parse_entry(entry).ok_or(Reason::InvalidEntry { position }),
             SourceKind::XForwardedFor,
+            observe,
         )
+    }
+}
+
+impl ResolveClientIp for XForwardedFor {
+    fn resolve(&self, request: &RequestView<'_>) -> Resolution {
+        self.walk(request, &mut ignore)
+    }
+
+    fn explain(&self, request: &RequestView<'_>) -> Explanation {
+        self.walk
+            .explain(request, "xff", |observe| self.walk(request, observe))
     }
 
     fn headers_read(&self) -> &[HeaderName] {
@@ -193,34 +212,49 @@ impl Walk {
 
     /// Walk `entries` (right to left, empty elements already skipped); `read` turns the entry
     /// at a 1-based position into an address or the reason it is unusable. Bounded by the
-    /// number of entries; `read` is called only on the entries the walk needs.
+    /// number of entries; `read` is called only on the entries the walk needs. Each step is
+    /// reported to `observe` (a no-op when resolving, a recorder when explaining).
     pub(super) fn resolve<'a>(
         &self,
         request: &RequestView<'_>,
         entries: impl Iterator<Item = &'a [u8]>,
         read: impl Fn(&'a [u8], u32) -> Result<IpAddr, Reason>,
         kind: SourceKind,
+        observe: &mut (impl FnMut(Event<'a>) + ?Sized),
     ) -> Resolution {
-        let peers = match self {
-            Self::RightmostUntrusted { trusted } => trusted,
-            Self::HopCount { trusted_peers, .. } => trusted_peers,
-        };
-        match request.peer_ip() {
+        let peers = self.trusted_peers();
+        let peer = request.peer_ip();
+        let trusted = peer.is_some_and(|peer| peers.contains(peer));
+        observe(Event::Peer { ip: peer, trusted });
+        match peer {
             None => return Resolution::Absent(Reason::NoPeer),
-            Some(peer) if !peers.contains(peer) => {
-                return Resolution::Absent(Reason::PeerNotTrusted)
-            }
+            Some(_) if !trusted => return Resolution::Absent(Reason::PeerNotTrusted),
             Some(_) => {}
         }
         let mut position: u32 = 0;
+        let mut step = |position: u32, raw: &'a [u8], verdict: Verdict| {
+            observe(Event::Entry {
+                position,
+                raw,
+                verdict,
+            });
+        };
         match self {
             Self::RightmostUntrusted { trusted } => {
                 for entry in entries {
                     position = position.saturating_add(1);
                     match read(entry, position) {
-                        Err(reason) => return Resolution::Untrustworthy(reason),
-                        Ok(ip) if trusted.contains(ip) => {}
-                        Ok(ip) => return Resolution::resolved(ip, kind),
+                        Err(reason) => {
+                            step(position, entry, Verdict::Stopped(reason));
+                            return Resolution::Untrustworthy(reason);
+                        }
+                        Ok(ip) if trusted.contains(ip) => {
+                            step(position, entry, Verdict::TrustedProxy);
+                        }
+                        Ok(ip) => {
+                            step(position, entry, Verdict::Client);
+                            return Resolution::resolved(ip, kind);
+                        }
                     }
                 }
                 if position == 0 {
@@ -234,10 +268,17 @@ impl Walk {
                     position = position.saturating_add(1);
                     if position == hops.get() {
                         return match read(entry, position) {
-                            Ok(ip) => Resolution::resolved(ip, kind),
-                            Err(reason) => Resolution::Untrustworthy(reason),
+                            Ok(ip) => {
+                                step(position, entry, Verdict::Client);
+                                Resolution::resolved(ip, kind)
+                            }
+                            Err(reason) => {
+                                step(position, entry, Verdict::Stopped(reason));
+                                Resolution::Untrustworthy(reason)
+                            }
                         };
                     }
+                    step(position, entry, Verdict::Counted);
                 }
                 if position == 0 {
                     Resolution::Absent(Reason::HeaderMissing)
@@ -249,6 +290,36 @@ impl Walk {
                 }
             }
         }
+    }
+
+    /// The peers whose header is read.
+    fn trusted_peers(&self) -> &TrustedRanges {
+        match self {
+            Self::RightmostUntrusted { trusted } => trusted,
+            Self::HopCount { trusted_peers, .. } => trusted_peers,
+        }
+    }
+
+    /// The explanation of a walk over the header called `short` (`xff`, `forwarded`): `run`
+    /// runs the very walk `resolve` runs, with a recording observer.
+    pub(super) fn explain<'a>(
+        &self,
+        _request: &RequestView<'a>,
+        short: &str,
+        run: impl FnOnce(&mut dyn FnMut(Event<'a>)) -> Resolution,
+    ) -> Explanation {
+        let name = match self {
+            Self::RightmostUntrusted { .. } => short.to_owned(),
+            Self::HopCount { hops, .. } => format!("{short}-hops:{hops}"),
+        };
+        let mut events = Vec::new();
+        let resolution = run(&mut |event| events.push(event));
+        let mut explanation =
+            Explanation::new(name, resolution).with_trusted(ranges_text(self.trusted_peers()));
+        for event in events {
+            explanation.record(event);
+        }
+        explanation
     }
 }
 
@@ -719,7 +790,7 @@ pub(super) mod tests {
     }
 
     #[test]
-    fn attack_26_to_32_address_forms_in_the_walk() {
+    fn attack_25_to_32_address_forms_in_the_walk() {
         for (header, expected) in [
             ("203.0.113.7:5000, 10.0.0.2:80", "203.0.113.7"),
             ("[2001:db8::7]:443, [2001:db8:ffff::1]:80", "2001:db8::7"),

@@ -14,7 +14,10 @@ use hmac::Mac;
 use http::HeaderName;
 use subtle::ConstantTimeEq;
 
-use crate::client_ip::{Reason, RequestView, Resolution, ResolveClientIp, SourceKind};
+use crate::client_ip::explanation::{ignore, Event};
+use crate::client_ip::{
+    Explanation, Reason, RequestView, Resolution, ResolveClientIp, SourceKind, Verdict,
+};
 use crate::ConfigError;
 
 pub use keys::{SigningKey, SigningKeys};
@@ -311,19 +314,55 @@ impl SignedHeader {
     }
 }
 
-impl ResolveClientIp for SignedHeader {
-    fn resolve(&self, request: &RequestView<'_>) -> Resolution {
+impl SignedHeader {
+    /// The resolution, reporting the header's value and the check that failed to `observe`.
+    fn walk<'a>(
+        &'a self,
+        request: &RequestView<'a>,
+        observe: &mut (impl FnMut(Event<'a>) + ?Sized),
+    ) -> Resolution {
         let mut lines = request.headers().get_all(&self.name).iter();
         let Some(value) = lines.next() else {
             return Resolution::Absent(Reason::HeaderMissing);
         };
-        if lines.next().is_some() {
-            return Resolution::Untrustworthy(Reason::DuplicateHeader);
+        let (resolution, verdict) = if lines.next().is_some() {
+            let reason = Reason::DuplicateHeader;
+            (Resolution::Untrustworthy(reason), Verdict::Stopped(reason))
+        } else {
+            match self.verify(value.as_bytes()) {
+                Ok(ip) => (
+                    Resolution::resolved(ip, SourceKind::Signed),
+                    Verdict::Client,
+                ),
+                Err(reason) => (Resolution::Untrustworthy(reason), Verdict::Stopped(reason)),
+            }
+        };
+        observe(Event::Header {
+            name: self.name.as_str(),
+            raw: value.as_bytes(),
+            verdict,
+        });
+        resolution
+    }
+}
+
+impl ResolveClientIp for SignedHeader {
+    fn resolve(&self, request: &RequestView<'_>) -> Resolution {
+        self.walk(request, &mut ignore)
+    }
+
+    fn explain(&self, request: &RequestView<'_>) -> Explanation {
+        let mut events = Vec::new();
+        let resolution = self.walk(request, &mut |event| events.push(event));
+        let mut explanation = Explanation::new(format!("signed:{}", self.name), resolution)
+            .with_trusted(format!(
+                "key ids {}",
+                self.keys.key_ids().collect::<Vec<_>>().join(", ")
+            ));
+        for event in events {
+            explanation.record(event);
         }
-        match self.verify(value.as_bytes()) {
-            Ok(ip) => Resolution::resolved(ip, SourceKind::Signed),
-            Err(reason) => Resolution::Untrustworthy(reason),
-        }
+        explanation
     }
 
     fn headers_read(&self) -> &[HeaderName] {

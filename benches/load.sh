@@ -1,0 +1,220 @@
+#!/usr/bin/env bash
+# End-to-end load benchmark: bare Axum, tower-bouncer (socket-peer source; trusted
+# X-Forwarded-For source) and tower_governor 0.8 with the same quota, on the allow path (a quota
+# nothing exceeds) and on the deny path (1/min: nearly every request is a 429).
+#
+#   benches/load.sh            # 5 rounds of 5 s per run (about 4 minutes)
+#   benches/load.sh --quick    # 2 rounds of 2 s: a smoke run
+#   benches/load.sh --rounds 7 --duration 10
+#
+# Needs wrk (Debian/Ubuntu: apt-get install -y wrk) and taskset (util-linux). Every run gets a
+# fresh server (examples/load_target.rs, built once in release) pinned to one core, and wrk
+# pinned to another; the modes are interleaved within each round (their order rotates from
+# round to round), so a slow moment of the machine hits every mode alike. Prints, per path and
+# mode, the median req/s with its min-max spread and the ratio to bare Axum of the same round
+# (the median of the per-round ratios). See benches/README.md.
+set -euo pipefail
+
+ROUNDS=5
+DURATION=5
+CONNECTIONS=32
+SERVER_CPU=${SERVER_CPU:-0}
+CLIENT_CPU=${CLIENT_CPU:-1}
+MODES=(bare peer xff governor)
+PATHS=(allow deny)
+ALLOW_QUOTA="1000000000/s"
+DENY_QUOTA="1/min"
+# The client address the X-Forwarded-For source resolves (loopback, the peer, is trusted).
+# Every mode gets the same request, header included: only the middleware differs.
+CLIENT_IP="203.0.113.7"
+
+usage() {
+    sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
+    cat <<EOF
+
+Options:
+  --quick           2 rounds of 2 s
+  --rounds N        rounds (default $ROUNDS; at least 1)
+  --duration S      seconds per wrk run (default $DURATION)
+  --connections N   wrk connections (default $CONNECTIONS)
+  -h, --help        this text
+Environment: SERVER_CPU (default 0), CLIENT_CPU (default 1), CARGO_TARGET_DIR.
+EOF
+}
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --quick) ROUNDS=2; DURATION=2 ;;
+        --rounds) ROUNDS=${2:?--rounds needs a value}; shift ;;
+        --duration) DURATION=${2:?--duration needs a value}; shift ;;
+        --connections) CONNECTIONS=${2:?--connections needs a value}; shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "load.sh: unknown option '$1'" >&2; usage >&2; exit 2 ;;
+    esac
+    shift
+done
+for value in "$ROUNDS" "$DURATION" "$CONNECTIONS"; do
+    case "$value" in
+        ''|*[!0-9]*|0) echo "load.sh: rounds, duration and connections must be positive integers" >&2; exit 2 ;;
+    esac
+done
+
+missing=0
+if ! command -v wrk >/dev/null 2>&1; then
+    echo "load.sh: wrk is not installed. On Debian/Ubuntu: sudo apt-get install -y wrk" >&2
+    missing=1
+fi
+if ! command -v taskset >/dev/null 2>&1; then
+    echo "load.sh: taskset is not installed. On Debian/Ubuntu: sudo apt-get install -y util-linux" >&2
+    missing=1
+fi
+[ "$missing" -eq 0 ] || exit 1
+
+cd "$(dirname "$0")/.."
+CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
+
+echo "building examples/load_target.rs (release)..." >&2
+BIN=$(cargo build --release --example load_target --message-format=json-render-diagnostics \
+    | grep -o '"executable":"[^"]*load_target"' | tail -n 1 | sed 's/^"executable":"//; s/"$//')
+if [ -z "$BIN" ] || [ ! -x "$BIN" ]; then
+    echo "load.sh: could not find the built load_target executable" >&2
+    exit 1
+fi
+
+WORK=$(mktemp -d)
+SERVER_PID=""
+stop_server() {
+    if [ -n "$SERVER_PID" ]; then
+        kill "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+        SERVER_PID=""
+    fi
+}
+cleanup() {
+    stop_server
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+RESULTS="$WORK/results"
+: >"$RESULTS"
+
+# run_one PATH MODE ROUND: one fresh server, one wrk run; appends
+# "path mode round req/s non2xx requests errors" to $RESULTS.
+run_one() {
+    local path=$1 mode=$2 round=$3 quota address waited=0
+    # Files of their own per run: the shell truncates a redirected file in the child, after
+    # this function may already have read it.
+    local out="$WORK/server.$round.$path.$mode.out" err="$WORK/server.$round.$path.$mode.err"
+    case "$path" in
+        allow) quota=$ALLOW_QUOTA ;;
+        deny) quota=$DENY_QUOTA ;;
+    esac
+    # --exit-after bounds the server's life even if this script is killed hard.
+    taskset -c "$SERVER_CPU" "$BIN" --mode "$mode" --quota "$quota" \
+        --listen 127.0.0.1:0 --exit-after $((DURATION + 60)) \
+        >"$out" 2>"$err" &
+    SERVER_PID=$!
+    while ! grep -q '^listening on .*:[0-9]' "$out" 2>/dev/null; do
+        if ! kill -0 "$SERVER_PID" 2>/dev/null || [ "$waited" -ge 100 ]; then
+            echo "load.sh: the $mode server did not start:" >&2
+            cat "$err" >&2
+            exit 1
+        fi
+        sleep 0.1
+        waited=$((waited + 1))
+    done
+    address=$(sed -n 's/^listening on //p' "$out" | head -n 1)
+
+    timeout $((DURATION + 30)) taskset -c "$CLIENT_CPU" \
+        wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --timeout 5s \
+        -H "X-Forwarded-For: $CLIENT_IP" "http://$address/" >"$WORK/wrk.out" 2>&1 || {
+        echo "load.sh: wrk failed against the $mode server:" >&2
+        cat "$WORK/wrk.out" >&2
+        exit 1
+    }
+    # The server's CPU time (user + system, in clock ticks) over its whole life, read before
+    # it is stopped: CPU per request is steadier than req/s on a machine shared with others.
+    local ticks
+    ticks=$(sed 's/.*) //' "/proc/$SERVER_PID/stat" 2>/dev/null | awk '{print $12 + $13}') || ticks=""
+    stop_server
+
+    local rps requests non2xx errors
+    rps=$(awk '/^Requests\/sec:/ {print $2}' "$WORK/wrk.out")
+    requests=$(awk '/requests in/ {print $1}' "$WORK/wrk.out")
+    non2xx=$(awk '/Non-2xx or 3xx responses:/ {print $5}' "$WORK/wrk.out")
+    errors=$(awk '/Socket errors:/ {gsub(",", ""); print $4 + $6 + $8 + $10}' "$WORK/wrk.out")
+    if [ -z "$rps" ] || [ -z "$requests" ]; then
+        echo "load.sh: could not read wrk's output:" >&2
+        cat "$WORK/wrk.out" >&2
+        exit 1
+    fi
+    local cpu_us
+    cpu_us=$(awk -v ticks="${ticks:-0}" -v hz="$CLK_TCK" -v n="$requests" \
+        'BEGIN { printf "%.2f", ticks * 1e6 / hz / n }')
+    echo "$path $mode $round $rps ${non2xx:-0} $requests ${errors:-0} $cpu_us" >>"$RESULTS"
+    printf '  round %d  %-5s %-9s %10.0f req/s  %6.2f µs server CPU/request  (%s of %s non-2xx)\n' \
+        "$round" "$path" "$mode" "$rps" "$cpu_us" "${non2xx:-0}" "$requests" >&2
+}
+
+echo "load_target: $BIN" >&2
+echo "rounds $ROUNDS, ${DURATION}s per run, wrk -t1 -c$CONNECTIONS on CPU $CLIENT_CPU, server on CPU $SERVER_CPU" >&2
+count=${#MODES[@]}
+for round in $(seq 1 "$ROUNDS"); do
+    for path in "${PATHS[@]}"; do
+        for index in $(seq 0 $((count - 1))); do
+            mode=${MODES[$(((index + round - 1) % count))]}
+            run_one "$path" "$mode" "$round"
+        done
+    done
+done
+
+echo
+echo "wrk -t1 -c$CONNECTIONS -d${DURATION}s, $ROUNDS rounds, server on CPU $SERVER_CPU, wrk on CPU $CLIENT_CPU"
+echo "allow: --quota $ALLOW_QUOTA; deny: --quota $DENY_QUOTA"
+awk -v modes="${MODES[*]}" -v paths="${PATHS[*]}" '
+    function median(values, n,    i, j, t) {
+        for (i = 2; i <= n; i++) {
+            t = values[i]
+            for (j = i - 1; j >= 1 && values[j] > t; j--) values[j + 1] = values[j]
+            values[j + 1] = t
+        }
+        return (n % 2) ? values[(n + 1) / 2] : (values[n / 2] + values[n / 2 + 1]) / 2
+    }
+    {
+        rps[$1, $2, $3] = $4; non2xx[$1, $2] += $5; total[$1, $2] += $6; errors[$1, $2] += $7
+        cpu[$1, $2, $3] = $8
+        rounds[$3] = 1
+    }
+    END {
+        split(modes, mode_list, " "); split(paths, path_list, " ")
+        printf "%-6s %-9s %12s %21s %8s %15s %11s %10s %9s %7s\n", "path", "mode", "median req/s", "min - max req/s", "x bare", "x bare min-max", "CPU us/req", "CPU x bare", "non-2xx", "errors"
+        for (p = 1; p in path_list; p++) {
+            path = path_list[p]
+            for (m = 1; m in mode_list; m++) {
+                mode = mode_list[m]; n = 0; k = 0; lo = ""; hi = ""; rlo = ""; rhi = ""
+                delete values; delete ratios; delete cpus; c = 0; delete cpu_ratios; q = 0
+                for (r in rounds) {
+                    if (!((path, mode, r) in rps)) continue
+                    v = rps[path, mode, r]; values[++n] = v; cpus[++c] = cpu[path, mode, r]
+                    if (lo == "" || v < lo) lo = v
+                    if (hi == "" || v > hi) hi = v
+                    if ((path, "bare", r) in rps && rps[path, "bare", r] > 0) {
+                        x = v / rps[path, "bare", r]; ratios[++k] = x
+                        if (cpu[path, "bare", r] > 0) cpu_ratios[++q] = cpu[path, mode, r] / cpu[path, "bare", r]
+                        if (rlo == "" || x < rlo) rlo = x
+                        if (rhi == "" || x > rhi) rhi = x
+                    }
+                }
+                if (n == 0) continue
+                share = total[path, mode] ? 100 * non2xx[path, mode] / total[path, mode] : 0
+                printf "%-6s %-9s %12.0f %10.0f - %-10.0f %7.2fx %6.2f - %-6.2f %11.2f %9.2fx %8.1f%% %7d\n", path, mode, median(values, n), lo, hi, median(ratios, k), rlo, rhi, median(cpus, c), (q ? median(cpu_ratios, q) : 0), share, errors[path, mode]
+            }
+        }
+    }' "$RESULTS"
+echo
+echo "CPU us/req: the server's CPU time (user + system, /proc) per request, median over rounds;"
+echo "CPU x bare: the median over rounds of (CPU per request) / (bare Axum's CPU per request)."
+echo "per run (path mode round req/s non-2xx requests socket-errors server-CPU-us/request):"
+sort -k1,1 -k2,2 -k3,3n "$RESULTS"

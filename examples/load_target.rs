@@ -1,0 +1,207 @@
+//! The server `benches/load.sh` drives: `GET /` → `200 ok`, behind nothing (bare Axum), behind
+//! tower-bouncer (socket-peer or trusted `X-Forwarded-For` source + the in-memory rate limit),
+//! or behind tower_governor 0.8 with the same quota, so that their throughput can be compared
+//! request for request.
+//!
+//! ```text
+//! cargo run --release --example load_target -- --mode MODE [--quota N/s|N/min|N/h]
+//!     [--listen ADDR] [--exit-after SECS]
+//! ```
+//!
+//! It prints `listening on ADDR` once it accepts connections (`--listen 127.0.0.1:0` picks a
+//! free port). Every mode serves with Axum's connect info and the same single-threaded Tokio
+//! runtime, so the modes differ only by their middleware. Run `--help` for the modes.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use axum::routing::get;
+use axum::Router;
+use tower::ServiceBuilder;
+use tower_bouncer::client_ip::{SocketPeer, TrustedRanges, XForwardedFor};
+use tower_bouncer::rate_limit::{Quota, RateLimitLayer};
+use tower_bouncer::ClientIpLayer;
+use tower_governor::governor::GovernorConfigBuilder;
+use tower_governor::GovernorLayer;
+
+const USAGE: &str = "\
+load_target: the server of the load benchmark (benches/load.sh)
+
+USAGE:
+  cargo run --release --example load_target -- --mode MODE [OPTIONS]
+
+MODES:
+  bare       plain Axum, no middleware
+  peer       tower-bouncer: socket-peer source + rate limit (in-memory store)
+  xff        tower-bouncer: rightmost-untrusted X-Forwarded-For, loopback trusted + rate limit
+  governor   tower_governor 0.8 keyed on the peer IP, the same quota
+
+OPTIONS:
+  --quota N/s | N/min | N/h   the limit per client (default 1000000000/s: nothing is denied);
+                              1/min denies nearly every request
+  --listen ADDR               default 127.0.0.1:0 (a free port)
+  --exit-after SECS           exit after SECS seconds whatever happens (a safety bound)
+  -h, --help                  this text
+
+GET / answers 200 \"ok\" (or 429 from the limiter). Prints `listening on ADDR` when ready.
+";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Bare,
+    Peer,
+    Xff,
+    Governor,
+}
+
+#[derive(Debug)]
+struct Options {
+    mode: Mode,
+    quota: Quota,
+    listen: SocketAddr,
+    exit_after: Option<Duration>,
+}
+
+fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, String> {
+    let mut mode = None;
+    let mut quota = "1000000000/s"
+        .parse::<Quota>()
+        .map_err(|error| error.to_string())?;
+    let mut listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    let mut exit_after = None;
+    let mut args = args.into_iter();
+    while let Some(flag) = args.next() {
+        if flag == "-h" || flag == "--help" {
+            return Ok(None);
+        }
+        let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--mode" => {
+                mode = Some(match value.as_str() {
+                    "bare" => Mode::Bare,
+                    "peer" => Mode::Peer,
+                    "xff" => Mode::Xff,
+                    "governor" => Mode::Governor,
+                    other => return Err(format!("unknown mode `{other}`")),
+                })
+            }
+            "--quota" => {
+                quota = value
+                    .parse()
+                    .map_err(|error| format!("--quota {value}: {error}"))?
+            }
+            "--listen" => {
+                listen = value
+                    .parse()
+                    .map_err(|error| format!("--listen {value}: {error}"))?
+            }
+            "--exit-after" => {
+                let seconds: u64 = value
+                    .parse()
+                    .map_err(|error| format!("--exit-after {value}: {error}"))?;
+                exit_after = Some(Duration::from_secs(seconds));
+            }
+            other => return Err(format!("unknown option `{other}`")),
+        }
+    }
+    let mode = mode.ok_or("--mode is required")?;
+    Ok(Some(Options {
+        mode,
+        quota,
+        listen,
+        exit_after,
+    }))
+}
+
+fn app(mode: Mode, quota: Quota) -> Result<Router, String> {
+    let router = Router::new().route("/", get(|| async { "ok" }));
+    Ok(match mode {
+        Mode::Bare => router,
+        Mode::Peer => router.layer(
+            ServiceBuilder::new()
+                .layer(ClientIpLayer::new(SocketPeer::new()))
+                .layer(RateLimitLayer::new(quota)),
+        ),
+        Mode::Xff => router.layer(
+            ServiceBuilder::new()
+                .layer(ClientIpLayer::new(XForwardedFor::rightmost_untrusted(
+                    TrustedRanges::loopback(),
+                )))
+                .layer(RateLimitLayer::new(quota)),
+        ),
+        Mode::Governor => {
+            let config = GovernorConfigBuilder::default()
+                .period(quota.replenish_interval())
+                .burst_size(quota.burst().get())
+                .finish()
+                .ok_or("tower_governor refused the quota")?;
+            router.layer(GovernorLayer::new(config))
+        }
+    })
+}
+
+fn main() -> ExitCode {
+    let options = match parse_args(std::env::args().skip(1)) {
+        Ok(Some(options)) => options,
+        Ok(None) => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(error) => {
+            eprintln!("load_target: {error}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let app = match app(options.mode, options.quota) {
+        Ok(app) => app,
+        Err(error) => {
+            eprintln!("load_target: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("load_target: no tokio runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let listener = match tokio::net::TcpListener::bind(options.listen).await {
+            Ok(listener) => listener,
+            Err(error) => {
+                eprintln!("load_target: cannot listen on {}: {error}", options.listen);
+                return ExitCode::FAILURE;
+            }
+        };
+        match listener.local_addr() {
+            Ok(address) => println!("listening on {address}"),
+            Err(error) => {
+                eprintln!("load_target: no local address: {error}");
+                return ExitCode::FAILURE;
+            }
+        }
+        let serve = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        );
+        let result = match options.exit_after {
+            Some(limit) => match tokio::time::timeout(limit, serve).await {
+                Ok(result) => result,
+                Err(_elapsed) => Ok(()),
+            },
+            None => serve.await,
+        };
+        match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("load_target: {error}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
