@@ -538,3 +538,58 @@ impl fmt::Display for MaybeIp {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client_ip::{Chain, SocketPeer, TrustedHeader, XForwardedFor};
+
+    #[test]
+    fn name_set_finds_members_by_length_then_name() {
+        let long = HeaderName::from_static(
+            "x-a-very-long-forwarding-header-name-beyond-sixty-four-bytes-for-the-length-bit",
+        );
+        let set = NameSet::new(vec![
+            HeaderName::from_static("x-real-ip"),
+            http::header::FORWARDED,
+            long.clone(),
+        ]);
+        let mut headers = http::HeaderMap::new();
+        headers.insert("x-other-ip", "1".parse().unwrap()); // same length as x-real-ip
+        headers.insert("user-agent", "t".parse().unwrap());
+        assert_eq!(set.first_in(&headers), None);
+        headers.insert(long.clone(), "1".parse().unwrap());
+        assert_eq!(set.first_in(&headers), Some(&long));
+        headers.clear();
+        headers.insert("forwarded", "for=1.2.3.4".parse().unwrap());
+        assert_eq!(set.first_in(&headers), Some(&http::header::FORWARDED));
+    }
+
+    #[test]
+    fn ignored_headers_are_the_known_ones_minus_those_read() {
+        let chain = Chain::new()
+            .then(TrustedHeader::cf_connecting_ip())
+            .then(XForwardedFor::rightmost_untrusted(TrustedRanges::loopback()))
+            .then(TrustedHeader::cf_connecting_ip())
+            .then(SocketPeer::new());
+        let read: Vec<_> = chain
+            .headers_read()
+            .iter()
+            .map(HeaderName::as_str)
+            .collect();
+        assert_eq!(read, ["cf-connecting-ip", "x-forwarded-for"]);
+        let detector = Detector::new(&Detection::new(), &chain).unwrap();
+        assert_eq!(detector.ignored.names.len(), FORWARDING_HEADERS.len() - 2);
+        assert!(!detector
+            .ignored
+            .names
+            .iter()
+            .any(|name| read.contains(&name.as_str())));
+        assert!(Detector::new(&Detection::off(), &chain).is_none());
+        // Power-of-two sampling: 100 rounds up to 128.
+        let detection = Detection::new().sample_every(NonZeroU32::new(100).unwrap());
+        let detector = Detector::new(&detection, &SocketPeer::new()).unwrap();
+        assert_eq!(detector.sample_mask, 127);
+        assert!(detector.read.is_empty());
+    }
+}
