@@ -285,6 +285,24 @@ where
     fn check(&self, key: &K, quota: &Quota, cost: NonZeroU32) -> Self::Future {
         ready(Ok(self.inner.decide(key, &Gcra::new(quota), cost.get())))
     }
+
+    /// Reads the key's TAT and computes the GCRA decision, writing nothing.
+    fn preview(&self, key: &K, quota: &Quota, cost: NonZeroU32) -> Option<Self::Future> {
+        let gcra = Gcra::new(quota);
+        let hash = key_hash(key);
+        let map = self.inner.shard(hash).read();
+        let now = self.inner.now();
+        let tat = map
+            .get(&Probe { hash, key } as &dyn Lookup<K>)
+            .map(|tat| tat.load(Ordering::Relaxed));
+        let verdict = gcra.verdict(tat, now, cost.get());
+        // The state stays as it is: report it unchanged, as a denial does.
+        Some(ready(Ok(gcra.decision(verdict, tat, now))))
+    }
+
+    fn tracked_keys(&self) -> Option<usize> {
+        Some(self.len())
+    }
 }
 
 impl<K> Shard<K> {

@@ -158,6 +158,23 @@ pub trait Store<K>: fmt::Debug + Send + Sync + 'static {
     /// A `cost` above the quota's burst is denied without a retry hint
     /// ([`Decision::retry_after`] is `None`): it can never pass.
     fn check(&self, key: &K, quota: &Quota, cost: NonZeroU32) -> Self::Future;
+
+    /// The decision [`check`](Self::check) would take now, **without charging anything**; `None`
+    /// when the store cannot answer that (the default).
+    ///
+    /// Charge by outcome
+    /// ([`charge_when`](crate::rate_limit::RateLimitLayerBuilder::charge_when)) previews before
+    /// the call and checks after the response.
+    fn preview(&self, key: &K, quota: &Quota, cost: NonZeroU32) -> Option<Self::Future> {
+        let _ = (key, quota, cost);
+        None
+    }
+
+    /// How many keys the store tracks now, when it knows cheaply (the tracked-keys gauge of
+    /// the `metrics` feature); `None` by default.
+    fn tracked_keys(&self) -> Option<usize> {
+        None
+    }
 }
 
 impl<K, S: Store<K> + ?Sized> Store<K> for Arc<S> {
@@ -165,6 +182,14 @@ impl<K, S: Store<K> + ?Sized> Store<K> for Arc<S> {
 
     fn check(&self, key: &K, quota: &Quota, cost: NonZeroU32) -> Self::Future {
         (**self).check(key, quota, cost)
+    }
+
+    fn preview(&self, key: &K, quota: &Quota, cost: NonZeroU32) -> Option<Self::Future> {
+        (**self).preview(key, quota, cost)
+    }
+
+    fn tracked_keys(&self) -> Option<usize> {
+        (**self).tracked_keys()
     }
 }
 
