@@ -109,7 +109,7 @@ where
         #[cfg(feature = "metrics")]
         let tick = crate::metrics::STORE.tick();
         #[cfg(feature = "metrics")]
-        if tick % TRACKED_KEYS_EVERY == 0 {
+        if tick.is_multiple_of(TRACKED_KEYS_EVERY) {
             if let Some(keys) = config.store.tracked_keys() {
                 crate::metrics::tracked_keys(keys);
             }
@@ -117,7 +117,7 @@ where
         #[cfg(feature = "metrics")]
         let started = std::time::Instant::now;
         #[cfg(feature = "metrics")]
-        let timer = (tick % STORE_DURATION_EVERY == 0).then(started);
+        let timer = tick.is_multiple_of(STORE_DURATION_EVERY).then(started);
 
         let (mut check, after) = match &config.charger {
             None => (config.store.check(&key, &config.quota, charge), None),
