@@ -263,7 +263,7 @@ fn main() -> ExitCode {
     println!("   {:>12} {:>14}", "keys seen", "RSS added");
     for (index, rss) in samples.iter().enumerate() {
         let seen = (index as u64 + 1) * SAMPLE_EVERY;
-        if seen <= 400_000 || seen % 500_000 == 0 || seen == FLOOD {
+        if seen <= 400_000 || seen.is_multiple_of(500_000) || seen == FLOOD {
             println!(
                 "   {seen:>12} {:>10.2} MiB",
                 mib(rss.saturating_sub(before))

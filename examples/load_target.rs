@@ -36,6 +36,7 @@ MODES:
   peer       tower-bouncer: socket-peer source + rate limit (in-memory store)
   xff        tower-bouncer: rightmost-untrusted X-Forwarded-For, loopback trusted + rate limit
   governor   tower_governor 0.8 keyed on the peer IP, the same quota
+  redis      tower-bouncer: socket-peer source + rate limit in Redis (--redis URL; feature redis)
 
 OPTIONS:
   --quota N/s | N/min | N/h   the limit per client (default 1000000000/s: nothing is denied);
@@ -53,6 +54,7 @@ enum Mode {
     Peer,
     Xff,
     Governor,
+    Redis,
 }
 
 #[derive(Debug)]
@@ -61,6 +63,7 @@ struct Options {
     quota: Quota,
     listen: SocketAddr,
     exit_after: Option<Duration>,
+    redis: String,
 }
 
 fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, String> {
@@ -70,6 +73,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
         .map_err(|error| error.to_string())?;
     let mut listen = SocketAddr::from(([127, 0, 0, 1], 0));
     let mut exit_after = None;
+    let mut redis = "redis://127.0.0.1:6379/".to_owned();
     let mut args = args.into_iter();
     while let Some(flag) = args.next() {
         if flag == "-h" || flag == "--help" {
@@ -83,6 +87,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
                     "peer" => Mode::Peer,
                     "xff" => Mode::Xff,
                     "governor" => Mode::Governor,
+                    "redis" => Mode::Redis,
                     other => return Err(format!("unknown mode `{other}`")),
                 })
             }
@@ -102,6 +107,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
                     .map_err(|error| format!("--exit-after {value}: {error}"))?;
                 exit_after = Some(Duration::from_secs(seconds));
             }
+            "--redis" => redis = value,
             other => return Err(format!("unknown option `{other}`")),
         }
     }
@@ -111,10 +117,11 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
         quota,
         listen,
         exit_after,
+        redis,
     }))
 }
 
-fn app(mode: Mode, quota: Quota) -> Result<Router, String> {
+fn app(mode: Mode, quota: Quota, redis: &str) -> Result<Router, String> {
     let router = Router::new().route("/", get(|| async { "ok" }));
     Ok(match mode {
         Mode::Bare => router,
@@ -130,6 +137,28 @@ fn app(mode: Mode, quota: Quota) -> Result<Router, String> {
                 )))
                 .layer(RateLimitLayer::new(quota)),
         ),
+        #[cfg(feature = "redis")]
+        Mode::Redis => {
+            let store: tower_bouncer::store::RedisStore<tower_bouncer::rate_limit::MaskedIp> =
+                tower_bouncer::store::RedisStore::builder(redis)
+                    .build()
+                    .map_err(|error| error.to_string())?;
+            router.layer(
+                ServiceBuilder::new()
+                    .layer(ClientIpLayer::new(SocketPeer::new()))
+                    .layer(
+                        RateLimitLayer::builder(quota)
+                            .store(store)
+                            .build()
+                            .map_err(|error| error.to_string())?,
+                    ),
+            )
+        }
+        #[cfg(not(feature = "redis"))]
+        Mode::Redis => {
+            let _ = redis;
+            return Err("--mode redis needs --features redis".into());
+        }
         Mode::Governor => {
             let config = GovernorConfigBuilder::default()
                 .period(quota.replenish_interval())
@@ -153,13 +182,6 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let app = match app(options.mode, options.quota) {
-        Ok(app) => app,
-        Err(error) => {
-            eprintln!("load_target: {error}");
-            return ExitCode::from(2);
-        }
-    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -168,6 +190,14 @@ fn main() -> ExitCode {
         Err(error) => {
             eprintln!("load_target: no tokio runtime: {error}");
             return ExitCode::FAILURE;
+        }
+    };
+    // Inside the runtime: the Redis store connects on it.
+    let app = match runtime.block_on(async { app(options.mode, options.quota, &options.redis) }) {
+        Ok(app) => app,
+        Err(error) => {
+            eprintln!("load_target: {error}");
+            return ExitCode::from(2);
         }
     };
     runtime.block_on(async move {

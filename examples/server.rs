@@ -26,7 +26,9 @@ use tower_bouncer::client_ip::{
 #[cfg(feature = "signed")]
 use tower_bouncer::client_ip::{SignedHeader, SigningKeys};
 use tower_bouncer::explain::Explain;
-use tower_bouncer::rate_limit::{ExtractKey, IpKey, Policy, Quota, RateLimitLayer, Tiers};
+use tower_bouncer::rate_limit::{
+    ExtractKey, IpKey, MaskedIp, Policy, Quota, RateLimitLayer, Tiers,
+};
 
 const USAGE: &str = "\
 tower-bouncer example server
@@ -60,6 +62,10 @@ OPTIONS:
   --ipv4-prefix LEN          IPv4 clients share a bucket per prefix (default 32)
   --hide-retry-after         no timing hint at all in 429 responses
   --ratelimit-headers        IETF RateLimit-Policy / RateLimit fields
+  --redis URL                keep the buckets in Redis (redis://HOST:PORT/): one limit shared
+                             by every server on the same Redis (build with --features redis)
+  --redis-failure open|closed|local   while Redis fails: allow, answer 503, or limit in
+                             memory on this server alone (default open)
   --proxy-protocol RANGE     repeatable: connections from RANGE must open with a PROXY protocol
                              v1/v2 header; its source address becomes the peer (a CIDR, an
                              address or a preset, as --trust; needs feature proxy-protocol)
@@ -89,6 +95,16 @@ struct Options {
     ratelimit_headers: bool,
     #[cfg_attr(not(feature = "proxy-protocol"), allow(dead_code))]
     proxy_protocol: Option<TrustedRanges>,
+    redis: Option<String>,
+    redis_failure: Option<RedisFailure>,
+}
+
+/// `--redis-failure`: what the Redis store answers while Redis fails.
+#[derive(Debug, Clone, Copy)]
+enum RedisFailure {
+    Open,
+    Closed,
+    Local,
 }
 
 fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, String> {
@@ -108,6 +124,8 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
         hide_retry_after: false,
         ratelimit_headers: false,
         proxy_protocol: None,
+        redis: None,
+        redis_failure: None,
     };
     let mut args = args.into_iter();
     while let Some(flag) = args.next() {
@@ -209,10 +227,18 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
                 let known = options.proxy_protocol.take().unwrap_or_default();
                 options.proxy_protocol = Some(known.with(ranges));
             }
-            "--redis" | "--redis-failure" => {
-                return Err(format!(
-                    "{flag} is part of the contract but not available in this build yet"
-                ))
+            "--redis" => options.redis = Some(value("--redis")?),
+            "--redis-failure" => {
+                options.redis_failure = Some(match value("--redis-failure")?.as_str() {
+                    "open" => RedisFailure::Open,
+                    "closed" => RedisFailure::Closed,
+                    "local" => RedisFailure::Local,
+                    other => {
+                        return Err(format!(
+                            "--redis-failure: `{other}` is not open, closed or local"
+                        ))
+                    }
+                })
             }
             other => return Err(format!("unknown option `{other}` (see --help)")),
         }
@@ -233,6 +259,15 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
         if options.quotas.is_empty() {
             return Err("--tier needs a --quota: the policy of unknown and absent tiers".into());
         }
+    }
+    if options.redis.is_some() && options.quotas.is_empty() {
+        return Err("--redis needs a --quota".into());
+    }
+    if options.redis_failure.is_some() && options.redis.is_none() {
+        return Err("--redis-failure needs --redis".into());
+    }
+    if options.redis.is_some() && options.tier_header.is_some() {
+        return Err("--tier-header is a memory-store demo: not with --redis".into());
     }
     Ok(Some(options))
 }
@@ -380,7 +415,7 @@ fn build_router(options: &Options) -> Result<Router, String> {
         .and_then(|key| key.ipv4_prefix(options.ipv4_prefix))
         .map_err(|e| e.to_string())?;
     let mut explainer = Explain::from_layer(&client_ip);
-    let (mut plain_limit, mut tiered_limit) = (None, None);
+    let (mut plain_limit, mut tiered_limit, mut redis_limit) = (None, None, None);
     if let Some(&first) = options.quotas.first() {
         let quota = match options.burst {
             Some(burst) => first.allow_burst(burst),
@@ -395,13 +430,23 @@ fn build_router(options: &Options) -> Result<Router, String> {
         if options.hide_retry_after {
             limit = limit.hide_timing();
         }
-        match &options.tier_header {
-            None => {
+        match (&options.tier_header, &options.redis) {
+            (None, None) => {
                 let limit = limit.build().map_err(|e| format!("--quota: {e}"))?;
                 explainer = explainer.rate_limit_layer(&limit);
                 plain_limit = Some(limit);
             }
-            Some(header) => {
+            // `/explain` does not read Redis buckets.
+            (None, Some(url)) => {
+                let store = redis_store(url, options.redis_failure)?;
+                redis_limit = Some(
+                    limit
+                        .store(store)
+                        .build()
+                        .map_err(|e| format!("--quota: {e}"))?,
+                );
+            }
+            (Some(header), _) => {
                 // DEMO ONLY: a header the client chooses picks the tier (see --help).
                 let header = header.clone();
                 let mut tiers = Tiers::from_fn(move |request: &RequestView<'_>| {
@@ -457,6 +502,9 @@ fn build_router(options: &Options) -> Result<Router, String> {
     if let Some(limit) = tiered_limit {
         router = router.layer(limit);
     }
+    if let Some(limit) = redis_limit {
+        router = router.layer(limit);
+    }
     Ok(router.layer(client_ip))
 }
 
@@ -491,6 +539,33 @@ fn window_policy(tier: Option<&str>, quotas: &[Quota]) -> Result<Policy, String>
     })
 }
 
+/// The store of `--redis URL`. Built inside the Tokio runtime: its connection lives there.
+#[cfg(feature = "redis")]
+fn redis_store(
+    url: &str,
+    failure: Option<RedisFailure>,
+) -> Result<tower_bouncer::store::RedisStore<MaskedIp>, String> {
+    use tower_bouncer::store::{FailurePolicy, MemoryStore, RedisStore};
+    let policy = match failure.unwrap_or(RedisFailure::Open) {
+        RedisFailure::Open => FailurePolicy::Open,
+        RedisFailure::Closed => FailurePolicy::Closed,
+        RedisFailure::Local => FailurePolicy::Local(MemoryStore::new()),
+    };
+    RedisStore::builder(url)
+        .on_failure(policy)
+        .build()
+        .map_err(|e| format!("--redis: {e}"))
+}
+
+/// Without the `redis` feature there is no Redis store.
+#[cfg(not(feature = "redis"))]
+fn redis_store(
+    _url: &str,
+    _failure: Option<RedisFailure>,
+) -> Result<tower_bouncer::store::MemoryStore<MaskedIp>, String> {
+    Err("--redis needs the example built with --features redis".into())
+}
+
 fn main() -> ExitCode {
     let options = match parse_args(std::env::args().skip(1)) {
         Ok(Some(options)) => options,
@@ -498,13 +573,6 @@ fn main() -> ExitCode {
             print!("{USAGE}");
             return ExitCode::SUCCESS;
         }
-        Err(message) => {
-            eprintln!("error: {message}");
-            return ExitCode::from(2);
-        }
-    };
-    let router = match build_router(&options) {
-        Ok(router) => router,
         Err(message) => {
             eprintln!("error: {message}");
             return ExitCode::from(2);
@@ -525,6 +593,14 @@ fn main() -> ExitCode {
         Err(error) => {
             eprintln!("error: cannot start the runtime: {error}");
             return ExitCode::FAILURE;
+        }
+    };
+    // Inside the runtime: the Redis store connects on it.
+    let router = match runtime.block_on(async { build_router(&options) }) {
+        Ok(router) => router,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(2);
         }
     };
     runtime.block_on(async move {

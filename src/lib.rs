@@ -44,12 +44,16 @@
 //! | `axum` | yes | Axum's `ConnectInfo` as the peer, the [`ClientIp`] extractor |
 //! | `signed` | yes | the signed client-IP header for multi-hop deployments |
 //! | `tonic` | no | Tonic's `TcpConnectInfo` as the peer |
+//! | `redis` | no | `store::RedisStore`: one limit shared by many instances |
+//! | `proxy-protocol` | no | `proxy_protocol::ProxyProtocolListener`: PROXY protocol v1/v2 from trusted proxies |
+//! | `metrics` | no | counters, gauges and histograms through the `metrics` facade ([`metrics`] lists them) |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 
 pub mod client_ip;
 mod error;
 pub mod explain;
+pub mod metrics;
 #[cfg(feature = "proxy-protocol")]
 pub mod proxy_protocol;
 pub mod rate_limit;

@@ -1037,7 +1037,7 @@ mod stack {
 
     fn random_ip(random: &mut Lcg) -> String {
         let bits = random.next();
-        if bits % 2 == 0 {
+        if bits.is_multiple_of(2) {
             Ipv4Addr::from(bits as u32).to_string()
         } else {
             Ipv6Addr::from(u128::from(bits) << 64 | u128::from(bits)).to_string()

@@ -3,7 +3,8 @@ use std::sync::Arc;
 
 use tower_layer::Layer;
 
-use super::{ClientIpService, ResolveClientIp, SocketPeer};
+use super::detect::Detector;
+use super::{ClientIpService, Detection, Misconfigurations, ResolveClientIp, SocketPeer};
 
 /// What the layer does when its source resolves no client IP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -35,6 +36,8 @@ pub struct ClientIpLayer {
 pub(crate) struct Config {
     pub(crate) source: Arc<dyn ResolveClientIp>,
     pub(crate) on_unresolved: OnUnresolved,
+    pub(crate) detection: Detection,
+    pub(crate) detector: Option<Arc<Detector>>,
 }
 
 impl ClientIpLayer {
@@ -45,10 +48,21 @@ impl ClientIpLayer {
 
     /// A layer over a source that is already shared (for example with an explain endpoint).
     pub fn from_arc(source: Arc<dyn ResolveClientIp>) -> Self {
+        Self::assemble(source, OnUnresolved::default(), Detection::new())
+    }
+
+    fn assemble(
+        source: Arc<dyn ResolveClientIp>,
+        on_unresolved: OnUnresolved,
+        detection: Detection,
+    ) -> Self {
+        let detector = Detector::new(&detection, &*source);
         Self {
             config: Arc::new(Config {
                 source,
-                on_unresolved: OnUnresolved::default(),
+                on_unresolved,
+                detection,
+                detector,
             }),
         }
     }
@@ -56,12 +70,37 @@ impl ClientIpLayer {
     /// Sets what happens when the source resolves nothing.
     #[must_use]
     pub fn on_unresolved(self, policy: OnUnresolved) -> Self {
-        Self {
-            config: Arc::new(Config {
-                source: Arc::clone(&self.config.source),
-                on_unresolved: policy,
-            }),
-        }
+        Self::assemble(
+            Arc::clone(&self.config.source),
+            policy,
+            self.config.detection.clone(),
+        )
+    }
+
+    /// Turns misconfiguration detection on (the default) or off. See
+    /// [`Detection`] for what it warns about.
+    #[must_use]
+    pub fn detect_misconfiguration(self, enabled: bool) -> Self {
+        self.detection(if enabled {
+            Detection::new()
+        } else {
+            Detection::off()
+        })
+    }
+
+    /// Sets the misconfiguration-detection settings. The counters start again from zero.
+    #[must_use]
+    pub fn detection(self, detection: Detection) -> Self {
+        Self::assemble(
+            Arc::clone(&self.config.source),
+            self.config.on_unresolved,
+            detection,
+        )
+    }
+
+    /// The misconfiguration warnings this layer (and every service it built) logged, per kind.
+    pub fn misconfigurations(&self) -> Misconfigurations {
+        Misconfigurations::of(self.config.detector.as_ref())
     }
 
     /// The configured source.
@@ -83,6 +122,7 @@ impl fmt::Debug for ClientIpLayer {
         f.debug_struct("ClientIpLayer")
             .field("source", &self.config.source)
             .field("on_unresolved", &self.config.on_unresolved)
+            .field("detection", &self.config.detection)
             .finish()
     }
 }

@@ -2,6 +2,7 @@
 //!
 //! (Module documentation is completed with the sources.)
 
+mod detect;
 mod explanation;
 mod layer;
 mod parse;
@@ -14,6 +15,7 @@ mod value;
 #[cfg(feature = "axum")]
 mod extract;
 
+pub use detect::{Detection, Misconfiguration, Misconfigurations, MISCONFIG_TARGET};
 pub use explanation::{Explanation, Step, Verdict};
 #[cfg(feature = "axum")]
 pub use extract::MissingClientIp;

@@ -77,7 +77,18 @@ where
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         if request.extensions().get::<ClientIp>().is_none() {
             let view = RequestView::new(&request);
-            let client = match self.config.source.resolve(&view) {
+            let resolution = self.config.source.resolve(&view);
+            if let Some(detector) = &self.config.detector {
+                let client = match resolution {
+                    Resolution::Resolved { ip, .. } => Some(ip),
+                    _ if self.config.on_unresolved == OnUnresolved::FallbackToPeer => {
+                        view.peer_ip()
+                    }
+                    _ => None,
+                };
+                detector.observe(&view, &resolution, client);
+            }
+            let client = match resolution {
                 Resolution::Resolved { ip, source } => ClientIp::new(ip, source),
                 Resolution::Absent(reason) | Resolution::Untrustworthy(reason) => {
                     match (self.config.on_unresolved, view.peer_ip()) {
@@ -102,6 +113,12 @@ where
                             ));
                         }
                         (_, peer) => {
+                            #[cfg(feature = "metrics")]
+                            crate::metrics::request(
+                                "unresolved",
+                                "none",
+                                crate::metrics::Route::of(view.extensions()),
+                            );
                             tracing::debug!(
                                 target: "tower_bouncer::client_ip",
                                 reason = reason.code(),

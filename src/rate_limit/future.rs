@@ -1,5 +1,6 @@
 use std::fmt;
 use std::future::Future;
+use std::num::NonZeroU32;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
@@ -66,7 +67,7 @@ impl Extra {
 }
 
 /// A request waiting for a store that did not decide synchronously.
-pub(crate) struct Pending<S, Key, B, ReqBody> {
+pub(crate) struct Pending<S, Key, B, ReqBody, F> {
     pub(crate) service: S,
     pub(crate) request: Request<ReqBody>,
     /// The key's policy (shared, cloned only on this path).
@@ -74,6 +75,29 @@ pub(crate) struct Pending<S, Key, B, ReqBody> {
     pub(crate) key: Key,
     pub(crate) cost: u32,
     pub(crate) responder: Arc<Responder<B>>,
+    /// Charge by outcome: what to charge once the response is known.
+    pub(crate) charge: Option<Charge<Key, F>>,
+    /// When the store was asked (for the store-duration histogram).
+    #[cfg(feature = "metrics")]
+    pub(crate) started: std::time::Instant,
+}
+
+/// Charges a key after the response, for charge by outcome (implemented by
+/// `StoreCharger`, which holds the store and the predicate).
+pub(crate) trait Charger<Key, F>: Send + Sync {
+    /// Whether a response with `status` is charged.
+    fn charges(&self, status: StatusCode) -> bool;
+    /// Charges `cost` cells of every window of `policy` to `key`.
+    fn charge(&self, key: &Key, policy: &Policy, cost: NonZeroU32) -> F;
+}
+
+/// What a passed request is charged once its response is known.
+pub(crate) struct Charge<Key, F> {
+    pub(crate) key: Key,
+    /// The key's policy (its tier's, else the layer's).
+    pub(crate) policy: Policy,
+    pub(crate) cost: NonZeroU32,
+    pub(crate) charger: Arc<dyn Charger<Key, F>>,
 }
 
 pin_project! {
@@ -101,12 +125,18 @@ pin_project! {
         Checking {
             #[pin]
             check: F,
-            pending: Option<Pending<S, Key, B, ReqBody>>,
+            pending: Option<Pending<S, Key, B, ReqBody, F>>,
         },
         Inner {
             #[pin]
             future: S::Future,
             extra: Option<Extra>,
+            charge: Option<Charge<Key, F>>,
+        },
+        Charging {
+            #[pin]
+            charge: F,
+            response: Option<S::Response>,
         },
         Ready {
             response: Option<S::Response>,
@@ -118,11 +148,12 @@ impl<S, F, Key, B, ReqBody> ResponseFuture<S, F, Key, B, ReqBody>
 where
     S: Service<Request<ReqBody>>,
 {
-    pub(crate) fn inner(future: S::Future, extra: Extra) -> Self {
+    pub(crate) fn inner(future: S::Future, extra: Extra, charge: Option<Charge<Key, F>>) -> Self {
         Self {
             state: State::Inner {
                 future,
                 extra: Some(extra),
+                charge,
             },
         }
     }
@@ -135,7 +166,7 @@ where
         }
     }
 
-    pub(crate) fn checking(check: F, pending: Pending<S, Key, B, ReqBody>) -> Self {
+    pub(crate) fn checking(check: F, pending: Pending<S, Key, B, ReqBody, F>) -> Self {
         Self {
             state: State::Checking {
                 check,
@@ -163,6 +194,8 @@ where
                     let Some(mut pending) = pending.take() else {
                         return Poll::Ready(Ok(polled_after_completion()));
                     };
+                    #[cfg(feature = "metrics")]
+                    crate::metrics::store_duration(pending.started.elapsed());
                     let verdict = decide(
                         &pending.responder,
                         &pending.policy,
@@ -177,6 +210,7 @@ where
                             state.set(State::Inner {
                                 future,
                                 extra: Some(extra),
+                                charge: pending.charge,
                             });
                         }
                         Verdict::Respond(response) => {
@@ -185,12 +219,48 @@ where
                         }
                     }
                 }
-                StateProj::Inner { future, extra } => {
+                StateProj::Inner {
+                    future,
+                    extra,
+                    charge,
+                } => {
                     let mut response = ready!(future.poll(cx))?;
                     if let Some(extra) = extra.take() {
                         extra.apply(&mut response);
                     }
-                    return Poll::Ready(Ok(response));
+                    match charge.take() {
+                        Some(charge) if charge.charger.charges(response.status()) => {
+                            tracing::debug!(
+                                target: "tower_bouncer::rate_limit",
+                                key = ?charge.key,
+                                status = response.status().as_u16(),
+                                cost = charge.cost.get(),
+                                "rate limit: charging the request after its response"
+                            );
+                            let future =
+                                charge
+                                    .charger
+                                    .charge(&charge.key, &charge.policy, charge.cost);
+                            state.set(State::Charging {
+                                charge: future,
+                                response: Some(response),
+                            });
+                        }
+                        _ => return Poll::Ready(Ok(response)),
+                    }
+                }
+                StateProj::Charging { charge, response } => {
+                    // The response is already decided: a failed or denied charge only logs.
+                    if let Err(error) = ready!(charge.poll(cx)) {
+                        tracing::error!(
+                            target: "tower_bouncer::rate_limit",
+                            error = %error,
+                            "rate limit: the store failed to charge a request after its response"
+                        );
+                    }
+                    return Poll::Ready(Ok(response
+                        .take()
+                        .unwrap_or_else(polled_after_completion)));
                 }
                 StateProj::Ready { response } => {
                     return Poll::Ready(Ok(response

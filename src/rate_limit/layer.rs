@@ -3,7 +3,7 @@ use std::fmt;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
-use http::Response;
+use http::{Response, StatusCode};
 use tower_layer::Layer;
 
 use super::response::{DenyFn, Responder};
@@ -60,13 +60,26 @@ impl fmt::Debug for Cost {
 /// The configuration of one layer, checked at build time and shared by every service.
 pub(crate) struct Config<K, St, B> {
     pub(crate) extractor: K,
-    pub(crate) store: St,
+    /// Shared with the charger of charge by outcome.
+    pub(crate) store: Arc<St>,
     /// The layer's policy: for every key whose extractor names none (an unknown tier too).
     pub(crate) policy: Policy,
     pub(crate) cost: Cost,
     pub(crate) on_missing_key: MissingKey,
     pub(crate) responder: Arc<Responder<B>>,
+    /// Charge by outcome: check before the call, charge after a response it accepts.
+    pub(crate) charger: Option<Arc<StoreCharger<St>>>,
 }
+
+/// Charges after the response, for charge by outcome: the store, the quota and the predicate.
+/// (Not the whole `Config`, whose deny-body type `B` would then have to be `'static`.)
+pub(crate) struct StoreCharger<St> {
+    pub(crate) store: Arc<St>,
+    pub(crate) charge_when: ChargeWhen,
+}
+
+/// The predicate of [`RateLimitLayerBuilder::charge_when`].
+pub(crate) type ChargeWhen = Arc<dyn Fn(StatusCode) -> bool + Send + Sync>;
 
 /// A [`Layer`] that rate-limits requests with GCRA: each request is charged to a key (the
 /// client IP by default) in a [`Store`]; a request over the quota gets a `429 Too Many
@@ -112,6 +125,7 @@ impl RateLimitLayer<IpKey, MemoryStore<MaskedIp>> {
                 deny: None,
                 report_only: false,
             },
+            None,
         )
     }
 }
@@ -167,6 +181,7 @@ impl RateLimitLayer<(), ()> {
             on_missing_key: MissingKey::default(),
             deny: None,
             tier_bursts: None,
+            charge_when: None,
         }
     }
 }
@@ -179,7 +194,15 @@ impl<K, St, B> RateLimitLayer<K, St, B> {
         cost: Cost,
         on_missing_key: MissingKey,
         responder: Responder<B>,
+        charge_when: Option<ChargeWhen>,
     ) -> Self {
+        let store = Arc::new(store);
+        let charger = charge_when.map(|charge_when| {
+            Arc::new(StoreCharger {
+                store: Arc::clone(&store),
+                charge_when,
+            })
+        });
         Self {
             config: Arc::new(Config {
                 extractor,
@@ -188,6 +211,7 @@ impl<K, St, B> RateLimitLayer<K, St, B> {
                 cost,
                 on_missing_key,
                 responder: Arc::new(responder),
+                charger,
             }),
         }
     }
@@ -242,6 +266,7 @@ pub(crate) fn fmt_config<'a, 'b, K: fmt::Debug, St: fmt::Debug, B>(
         .field("policy", &config.policy)
         .field("cost", &config.cost)
         .field("on_missing_key", &config.on_missing_key)
+        .field("charge_by_outcome", &config.charger.is_some())
         .field("responses", &config.responder);
     debug
 }
@@ -278,6 +303,7 @@ pub struct RateLimitLayerBuilder<K, C, B = &'static str> {
     deny: Option<DenyFn<B>>,
     /// The smallest burst of the tiers' policies, when `tiers` was called.
     tier_bursts: Option<NonZeroU32>,
+    charge_when: Option<ChargeWhen>,
 }
 
 impl<K, C, B> RateLimitLayerBuilder<K, C, B> {
@@ -297,6 +323,7 @@ impl<K, C, B> RateLimitLayerBuilder<K, C, B> {
             on_missing_key: self.on_missing_key,
             deny: self.deny,
             tier_bursts: None,
+            charge_when: self.charge_when,
         }
     }
 
@@ -314,6 +341,7 @@ impl<K, C, B> RateLimitLayerBuilder<K, C, B> {
             on_missing_key: self.on_missing_key,
             deny: self.deny,
             tier_bursts: self.tier_bursts,
+            charge_when: self.charge_when,
         }
     }
 
@@ -421,6 +449,45 @@ impl<K, C, B> RateLimitLayerBuilder<K, C, B> {
         self
     }
 
+    /// Charge by outcome: a request is only **checked** before the call (denied with the
+    /// usual 429 when its cost does not fit), and its cost is **charged** after the inner
+    /// service answered, only when `charge` accepts the response's status.
+    ///
+    /// The classic use: count failed logins only. A client that keeps sending wrong
+    /// passwords is stopped after `burst` failures (even with the right password, until the
+    /// bucket refills); successful logins cost nothing.
+    ///
+    /// The store must be able to check without charging ([`Store::preview`]: the in-memory store
+    /// can); with one that cannot, every request gets the store-failure answer (`503`, logged
+    /// at `error`). Concurrent requests of one key are all checked before any is charged, so
+    /// a client racing many requests at once can get up to that many past a nearly spent
+    /// bucket — the bucket is then charged for each one it could still hold.
+    ///
+    /// ```
+    /// use std::num::NonZeroU32;
+    /// use http::StatusCode;
+    /// use tower_bouncer::rate_limit::{Quota, RateLimitLayer};
+    ///
+    /// // Five failed logins per client per 15 minutes.
+    /// let quota = Quota::with_period(std::time::Duration::from_secs(180))
+    ///     .unwrap()
+    ///     .allow_burst(NonZeroU32::new(5).unwrap());
+    /// let layer = RateLimitLayer::builder(quota)
+    ///     .charge_when(|status: StatusCode| {
+    ///         status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN
+    ///     })
+    ///     .build()?;
+    /// # let _ = layer;
+    /// # Ok::<(), tower_bouncer::ConfigError>(())
+    /// ```
+    pub fn charge_when<F>(mut self, charge: F) -> Self
+    where
+        F: Fn(StatusCode) -> bool + Send + Sync + 'static,
+    {
+        self.charge_when = Some(Arc::new(charge));
+        self
+    }
+
     /// Answers denials with the response `deny` builds instead of the default JSON 429.
     ///
     /// The layer then adds `Retry-After` (unless the closure set it) and the IETF fields as
@@ -457,6 +524,7 @@ impl<K, C, B> RateLimitLayerBuilder<K, C, B> {
             report_only: self.report_only,
             on_missing_key: self.on_missing_key,
             deny: Some(Arc::new(deny)),
+            charge_when: self.charge_when,
             tier_bursts: self.tier_bursts,
         }
     }
@@ -487,6 +555,7 @@ impl<K: ExtractKey, C, B> RateLimitLayerBuilder<K, C, B> {
             on_missing_key: self.on_missing_key,
             deny: self.deny,
             tier_bursts,
+            charge_when: self.charge_when,
         }
     }
 }
@@ -540,6 +609,7 @@ where
                 deny: self.deny,
                 report_only: self.report_only,
             },
+            self.charge_when,
         ))
     }
 }
@@ -557,6 +627,7 @@ impl<K: fmt::Debug, C: fmt::Debug, B> fmt::Debug for RateLimitLayerBuilder<K, C,
             .field("on_missing_key", &self.on_missing_key)
             .field("custom_deny_response", &self.deny.is_some())
             .field("tiers", &self.tier_bursts.is_some())
+            .field("charge_by_outcome", &self.charge_when.is_some())
             .finish()
     }
 }

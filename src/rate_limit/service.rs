@@ -10,12 +10,12 @@ use std::task::{Context, Poll, Waker};
 use http::{Request, Response, StatusCode};
 use tower_service::Service;
 
-use super::future::{Extra, Pending, ResponseFuture, Verdict};
-use super::layer::{fmt_config, Config, Cost};
+use super::future::{Charge, Charger, Extra, Pending, ResponseFuture, Verdict};
+use super::layer::{fmt_config, Config, Cost, StoreCharger};
 use super::response::{json_response, Responder, Timing, MISSING_KEY_BODY, STORE_ERROR_BODY};
 use super::{ExtractKey, MissingKey, Policy, RateLimited};
 use crate::client_ip::{ClientIp, RequestView};
-use crate::store::{Decision, Store, StoreError};
+use crate::store::{Decision, Store, StoreError, StoreErrorKind};
 
 /// The service built by [`RateLimitLayer`](super::RateLimitLayer): charges each request to its
 /// key and answers `429` when the quota is spent; see the [module docs](super).
@@ -93,7 +93,7 @@ where
         let Some(key) = config.extractor.extract_key(&view) else {
             return match missing_key(config, &request) {
                 Some(response) => ResponseFuture::ready(response),
-                None => ResponseFuture::inner(self.inner.call(request), Extra::none()),
+                None => ResponseFuture::inner(self.inner.call(request), Extra::none(), None),
             };
         };
         // The key's own policy (its tier's), else the layer's.
@@ -107,10 +107,48 @@ where
         let charge = NonZeroU32::new(cost).filter(|charge| *charge <= policy.min_burst());
         let Some(charge) = charge else {
             let verdict = never_passes(&config.responder, policy, &request, &key, cost);
-            return finish(&mut self.inner, request, verdict);
+            return finish(&mut self.inner, request, verdict, None);
         };
 
-        let mut check = config.store.check(&key, policy.quotas(), charge);
+        #[cfg(feature = "metrics")]
+        let tick = crate::metrics::STORE.tick();
+        #[cfg(feature = "metrics")]
+        if tick.is_multiple_of(TRACKED_KEYS_EVERY) {
+            if let Some(keys) = config.store.tracked_keys() {
+                crate::metrics::tracked_keys(keys);
+            }
+        }
+        #[cfg(feature = "metrics")]
+        let started = std::time::Instant::now;
+        #[cfg(feature = "metrics")]
+        let timer = tick.is_multiple_of(STORE_DURATION_EVERY).then(started);
+
+        let (mut check, after) = match &config.charger {
+            None => (config.store.check(&key, policy.quotas(), charge), None),
+            Some(charger) => match config.store.preview(&key, policy.quotas(), charge) {
+                Some(preview) => {
+                    let charger: Arc<dyn Charger<K::Key, St::Future>> = charger.clone();
+                    (
+                        preview,
+                        Some(Charge {
+                            key: key.clone(),
+                            policy: policy.clone(),
+                            cost: charge,
+                            charger,
+                        }),
+                    )
+                }
+                None => {
+                    let error = StoreError::with_source(
+                        StoreErrorKind::Other,
+                        "charge_when needs a store that can check without charging (Store::preview)",
+                    );
+                    let verdict =
+                        decide(&config.responder, policy, &request, &key, cost, Err(error));
+                    return finish(&mut self.inner, request, verdict, None);
+                }
+            },
+        };
         // A store that decides synchronously (the memory store's future is `Ready`) answers on
         // this first poll, and the inner service — made ready by `poll_ready` — is called
         // right here: no clone of it, no state machine. Polling with a no-op waker is allowed:
@@ -118,8 +156,12 @@ where
         // again by the response future with the task's real waker.
         match Pin::new(&mut check).poll(&mut Context::from_waker(Waker::noop())) {
             Poll::Ready(result) => {
+                #[cfg(feature = "metrics")]
+                if let Some(timer) = timer {
+                    crate::metrics::store_duration(timer.elapsed());
+                }
                 let verdict = decide(&config.responder, policy, &request, &key, cost, result);
-                finish(&mut self.inner, request, verdict)
+                finish(&mut self.inner, request, verdict, after)
             }
             Poll::Pending => {
                 // The ready service goes with the future; a clone takes its place and is
@@ -136,6 +178,9 @@ where
                         key,
                         cost,
                         responder: Arc::clone(&config.responder),
+                        charge: after,
+                        #[cfg(feature = "metrics")]
+                        started: timer.unwrap_or_else(started),
                     },
                 )
             }
@@ -148,15 +193,33 @@ fn finish<S, F, Key, B, ReqBody, ResBody>(
     inner: &mut S,
     request: Request<ReqBody>,
     verdict: Verdict<Response<ResBody>>,
+    charge: Option<Charge<Key, F>>,
 ) -> ResponseFuture<S, F, Key, B, ReqBody>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
 {
     match verdict {
-        Verdict::Pass(extra) => ResponseFuture::inner(inner.call(request), extra),
+        Verdict::Pass(extra) => ResponseFuture::inner(inner.call(request), extra, charge),
         Verdict::Respond(response) => ResponseFuture::ready(response),
     }
 }
+
+impl<Key, St: Store<Key>> Charger<Key, St::Future> for StoreCharger<St> {
+    fn charges(&self, status: StatusCode) -> bool {
+        (self.charge_when)(status)
+    }
+
+    fn charge(&self, key: &Key, policy: &Policy, cost: NonZeroU32) -> St::Future {
+        self.store.check(key, policy.quotas(), cost)
+    }
+}
+
+/// The tracked-keys gauge is refreshed once every this many decisions per thread.
+#[cfg(feature = "metrics")]
+const TRACKED_KEYS_EVERY: u32 = 4096;
+/// One store decision in this many (per thread) is timed, when the store answers at once.
+#[cfg(feature = "metrics")]
+const STORE_DURATION_EVERY: u32 = 64;
 
 /// The request has no key: the configured outcome. `None` lets it through unlimited.
 fn missing_key<K, St, B, ReqBody, ResBody>(
@@ -213,6 +276,8 @@ where
         report_only = responder.report_only,
         "rate limit: denied; the cost can never fit in the burst"
     );
+    #[cfg(feature = "metrics")]
+    count(request, "denied");
     // The window whose burst is too small (the first, for a cost of 0).
     let quota = policy
         .quotas()
@@ -263,6 +328,8 @@ where
         }
     };
     if decision.allowed() {
+        #[cfg(feature = "metrics")]
+        count(request, "allowed");
         tracing::debug!(
             target: "tower_bouncer::rate_limit",
             ip = %MaybeIp(client_ip(request)),
@@ -288,6 +355,8 @@ where
         report_only = responder.report_only,
         "rate limit: denied"
     );
+    #[cfg(feature = "metrics")]
+    count(request, "denied");
     // The window that denied; with several, the one with the longest wait.
     let quota = if policy.is_single() {
         policy.first()
@@ -299,6 +368,21 @@ where
         return Verdict::Pass(Extra::report(limited));
     }
     Verdict::Respond(responder.deny(limited, timing.map(|timing| (timing, &decision)), policy))
+}
+
+/// Counts a decision in `tower_bouncer_requests_total`.
+#[cfg(feature = "metrics")]
+fn count<B>(request: &Request<B>, decision: &'static str) {
+    let source = match request.extensions().get::<ClientIp>() {
+        Some(client) if client.is_fallback() => "fallback",
+        Some(client) => client.source().as_str(),
+        None => "none",
+    };
+    crate::metrics::request(
+        decision,
+        source,
+        crate::metrics::Route::of(request.extensions()),
+    );
 }
 
 fn client_ip<B>(request: &Request<B>) -> Option<IpAddr> {

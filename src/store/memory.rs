@@ -324,6 +324,41 @@ where
             },
         })
     }
+
+    /// Reads the key's TAT and computes the GCRA decision, writing nothing.
+    fn preview(&self, key: &K, windows: &[Quota], cost: NonZeroU32) -> Option<Self::Future> {
+        let hash = key_hash(key);
+        let map = self.inner.shard(hash).read();
+        let now = self.inner.now();
+        let probe = &Probe { hash, key } as &dyn Lookup<K>;
+        // The state stays as it is: report it unchanged, as a denial does.
+        let decision = match windows {
+            [quota] => {
+                let gcra = Gcra::new(quota);
+                let tat = map.one.get(probe).map(|tat| tat.load(Ordering::Relaxed));
+                let verdict = gcra.verdict(tat, now, cost.get());
+                Ok(gcra.decision(verdict, tat, now))
+            }
+            _ => match Windows::new(windows) {
+                Some(gcra) => {
+                    let tats = map.many.get(probe).map_or([0; MAX_WINDOWS], |tats| {
+                        *tats.lock().unwrap_or_else(PoisonError::into_inner)
+                    });
+                    let verdict = gcra.verdict(&tats, now, cost.get());
+                    Ok(gcra.decision(verdict, &tats, now))
+                }
+                None => Err(StoreError::with_source(
+                    StoreErrorKind::Other,
+                    "a rate-limit check needs 1 to 4 windows",
+                )),
+            },
+        };
+        Some(ready(decision))
+    }
+
+    fn tracked_keys(&self) -> Option<usize> {
+        Some(self.len())
+    }
 }
 
 impl<K> Shard<K> {

@@ -212,6 +212,23 @@ pub trait Store<K>: fmt::Debug + Send + Sync + 'static {
     /// Two windows over the same key are one state, distinct from the state of that key under
     /// one window: give a key one set of windows (the layer does).
     fn check(&self, key: &K, windows: &[Quota], cost: NonZeroU32) -> Self::Future;
+
+    /// The decision [`check`](Self::check) would take now, **without charging anything**; `None`
+    /// when the store cannot answer that (the default).
+    ///
+    /// Charge by outcome
+    /// ([`charge_when`](crate::rate_limit::RateLimitLayerBuilder::charge_when)) previews before
+    /// the call and checks after the response.
+    fn preview(&self, key: &K, windows: &[Quota], cost: NonZeroU32) -> Option<Self::Future> {
+        let _ = (key, windows, cost);
+        None
+    }
+
+    /// How many keys the store tracks now, when it knows cheaply (the tracked-keys gauge of
+    /// the `metrics` feature); `None` by default.
+    fn tracked_keys(&self) -> Option<usize> {
+        None
+    }
 }
 
 impl<K, S: Store<K> + ?Sized> Store<K> for Arc<S> {
@@ -219,6 +236,14 @@ impl<K, S: Store<K> + ?Sized> Store<K> for Arc<S> {
 
     fn check(&self, key: &K, windows: &[Quota], cost: NonZeroU32) -> Self::Future {
         (**self).check(key, windows, cost)
+    }
+
+    fn preview(&self, key: &K, windows: &[Quota], cost: NonZeroU32) -> Option<Self::Future> {
+        (**self).preview(key, windows, cost)
+    }
+
+    fn tracked_keys(&self) -> Option<usize> {
+        (**self).tracked_keys()
     }
 }
 

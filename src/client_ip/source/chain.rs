@@ -1,6 +1,8 @@
 use std::fmt;
 use std::sync::Arc;
 
+use http::HeaderName;
+
 use crate::client_ip::{Explanation, Reason, RequestView, Resolution, ResolveClientIp};
 
 /// Several sources tried in order: the first that resolves wins.
@@ -52,6 +54,8 @@ use crate::client_ip::{Explanation, Reason, RequestView, Resolution, ResolveClie
 #[derive(Clone, Default)]
 pub struct Chain {
     sources: Vec<Arc<dyn ResolveClientIp>>,
+    /// Every header the sources read, without repeats (built as sources are added).
+    headers: Vec<HeaderName>,
 }
 
 impl Chain {
@@ -62,7 +66,9 @@ impl Chain {
 
     /// A chain over sources that are already shared, tried in the order given.
     pub fn from_sources(sources: Vec<Arc<dyn ResolveClientIp>>) -> Self {
-        Self { sources }
+        sources
+            .into_iter()
+            .fold(Self::new(), |chain, source| chain.then_arc(source))
     }
 
     /// Adds `source` after the sources already in the chain.
@@ -74,6 +80,11 @@ impl Chain {
     /// Adds a shared `source` after the sources already in the chain.
     #[must_use]
     pub fn then_arc(mut self, source: Arc<dyn ResolveClientIp>) -> Self {
+        for name in source.headers_read() {
+            if !self.headers.contains(name) {
+                self.headers.push(name.clone());
+            }
+        }
         self.sources.push(source);
         self
     }
@@ -105,6 +116,10 @@ impl ResolveClientIp for Chain {
             }
         }
         Resolution::Absent(last_absent)
+    }
+
+    fn headers_read(&self) -> &[HeaderName] {
+        &self.headers
     }
 
     /// Every source's explanation, in order — also the sources after the one that decided,

@@ -145,6 +145,11 @@ impl ResolveClientIp for Forwarded {
         self.walk
             .explain(request, "forwarded", |observe| self.walk(request, observe))
     }
+
+    fn headers_read(&self) -> &[http::HeaderName] {
+        static READ: [http::HeaderName; 1] = [FORWARDED];
+        &READ
+    }
 }
 
 /// The elements of every `Forwarded` line, right to left, split at commas outside quoted

@@ -381,6 +381,10 @@ impl ResolveClientIp for TrustedHeader {
         }
         explanation
     }
+
+    fn headers_read(&self) -> &[HeaderName] {
+        std::slice::from_ref(&self.name)
+    }
 }
 
 impl fmt::Debug for TrustedHeader {

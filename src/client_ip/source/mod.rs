@@ -3,6 +3,8 @@
 use std::fmt;
 use std::net::IpAddr;
 
+use http::HeaderName;
+
 use super::{Explanation, RequestView, SourceKind};
 
 /// One way of finding the client IP of a request.
@@ -41,6 +43,16 @@ pub trait ResolveClientIp: fmt::Debug + Send + Sync + 'static {
     /// Resolve the client IP of `request`. Must not panic, allocate or block.
     fn resolve(&self, request: &RequestView<'_>) -> Resolution;
 
+    /// The forwarding headers this source reads (none by default).
+    ///
+    /// Misconfiguration detection uses it, once when the layer is built, to know which
+    /// forwarding headers the configuration *ignores*: one of those arriving on live traffic
+    /// means a proxy is probably in front of a source that does not read it. A source that
+    /// reads a header should name it here.
+    fn headers_read(&self) -> &[HeaderName] {
+        &[]
+    }
+
     /// Resolve the client IP of `request` and say why: every entry walked and what was made
     /// of it, the peer check, which source of a chain decided. For the explain endpoint and
     /// for tests; it allocates, so it is never called on the request path.
@@ -58,6 +70,10 @@ impl<R: ResolveClientIp + ?Sized> ResolveClientIp for Box<R> {
         (**self).resolve(request)
     }
 
+    fn headers_read(&self) -> &[HeaderName] {
+        (**self).headers_read()
+    }
+
     fn explain(&self, request: &RequestView<'_>) -> Explanation {
         (**self).explain(request)
     }
@@ -66,6 +82,10 @@ impl<R: ResolveClientIp + ?Sized> ResolveClientIp for Box<R> {
 impl<R: ResolveClientIp + ?Sized> ResolveClientIp for std::sync::Arc<R> {
     fn resolve(&self, request: &RequestView<'_>) -> Resolution {
         (**self).resolve(request)
+    }
+
+    fn headers_read(&self) -> &[HeaderName] {
+        (**self).headers_read()
     }
 
     fn explain(&self, request: &RequestView<'_>) -> Explanation {

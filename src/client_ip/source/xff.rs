@@ -169,6 +169,11 @@ impl ResolveClientIp for XForwardedFor {
         self.walk
             .explain(request, "xff", |observe| self.walk(request, observe))
     }
+
+    fn headers_read(&self) -> &[HeaderName] {
+        static READ: [HeaderName; 1] = [X_FORWARDED_FOR];
+        &READ
+    }
 }
 
 /// How a list of hops is walked from the right; shared by `X-Forwarded-For` and `Forwarded`.

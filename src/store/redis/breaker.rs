@@ -61,6 +61,7 @@ impl Breaker {
                     .compare_exchange(OPEN, PROBING, Ordering::AcqRel, Ordering::Acquire)
                     .is_ok() =>
             {
+                crate::metrics::set_breaker_state(crate::metrics::BreakerGauge::HalfOpen);
                 Admission::Probe
             }
             _ => Admission::Reject,
@@ -77,6 +78,7 @@ impl Breaker {
                 .compare_exchange(PROBING, CLOSED, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
         {
+            crate::metrics::set_breaker_state(crate::metrics::BreakerGauge::Closed);
             tracing::warn!("redis rate-limit store reachable again: circuit closed");
         }
     }
@@ -92,6 +94,7 @@ impl Breaker {
                     .compare_exchange(CLOSED, OPEN, Ordering::AcqRel, Ordering::Acquire)
                     .is_ok()
                 {
+                    crate::metrics::set_breaker_state(crate::metrics::BreakerGauge::Open);
                     tracing::warn!(
                         %error,
                         probe_interval_ms = self.interval / 1_000_000,
@@ -104,6 +107,7 @@ impl Breaker {
                 self.next_probe
                     .store(now.saturating_add(self.interval), Ordering::Release);
                 self.state.store(OPEN, Ordering::Release);
+                crate::metrics::set_breaker_state(crate::metrics::BreakerGauge::Open);
                 tracing::debug!(%error, "redis rate-limit store probe failed: circuit stays open");
             }
             Admission::Reject => {}

@@ -364,6 +364,10 @@ impl ResolveClientIp for SignedHeader {
         }
         explanation
     }
+
+    fn headers_read(&self) -> &[HeaderName] {
+        std::slice::from_ref(&self.name)
+    }
 }
 
 impl fmt::Debug for SignedHeader {
