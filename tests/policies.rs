@@ -539,3 +539,76 @@ async fn issue_9_export_costs_10_everything_else_1() {
         .unwrap_err();
     assert!(error.to_string().contains("never pass"), "{error}");
 }
+
+#[tokio::test]
+async fn issue_9_charge_by_outcome_with_two_windows_and_tiers_charges_every_window_of_the_tier() {
+    // Only failed responses are charged (charge by outcome); the charge after the response
+    // uses the key's policy: both windows of its tier.
+    let clock = ManualClock::new();
+    let store: MemoryStore<TierKey<AccountId>> = manual(&clock);
+    let layer = RateLimitLayer::builder(quota("1/min"))
+        .key(ExtensionKey::<AccountId>::new())
+        .tiers(
+            Tiers::<Plan>::from_extension().tier(
+                Plan::Paid,
+                Policy::builder()
+                    .window("per-second", quota("3/s"))
+                    .window("per-minute", quota("4/min"))
+                    .build()
+                    .unwrap(),
+            ),
+        )
+        .charge_when(|status: StatusCode| status.is_server_error())
+        .store(store.clone())
+        .build()
+        .unwrap();
+    let failing = |request: Request<()>| async move {
+        let fail = request.uri().path() == "/fail";
+        let mut response = Response::new(Body::from("x"));
+        if fail {
+            *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+        }
+        Ok::<_, Infallible>(response)
+    };
+    let mut service = ServiceBuilder::new()
+        .layer(layer)
+        .service(tower::service_fn(failing));
+    let call = |path: &'static str| {
+        Request::builder()
+            .uri(path)
+            .extension(AccountId(1))
+            .extension(Plan::Paid)
+            .body(())
+            .unwrap()
+    };
+    // Successes are never charged.
+    for _ in 0..20 {
+        assert_eq!(
+            send(&mut service, call("/ok")).await.status(),
+            StatusCode::OK
+        );
+    }
+    // Failures are: three fit in the per-second window, the fourth is refused before the call.
+    for _ in 0..3 {
+        assert_eq!(
+            send(&mut service, call("/fail")).await.status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
+    assert_eq!(
+        send(&mut service, call("/fail")).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // Both windows of the tier were charged three cells: a second later, the minute window
+    // has one cell left, then nothing.
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(
+        send(&mut service, call("/fail")).await.status(),
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
+    assert_eq!(
+        send(&mut service, call("/fail")).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(store.len(), 1);
+}
