@@ -104,14 +104,11 @@ fn ranges(c: &mut Criterion) {
     let line = http::HeaderValue::from_static("203.0.113.7, 10.0.0.1, 10.0.0.2");
     c.bench_function("reference_naive_parse_all_3_xff_entries", |b| {
         b.iter(|| {
-            black_box(&line)
-                .to_str()
-                .ok()
-                .map(|text| {
-                    text.split(',')
-                        .filter_map(|entry| entry.trim().parse::<IpAddr>().ok())
-                        .collect::<Vec<_>>()
-                })
+            black_box(&line).to_str().ok().map(|text| {
+                text.split(',')
+                    .filter_map(|entry| entry.trim().parse::<IpAddr>().ok())
+                    .collect::<Vec<_>>()
+            })
         })
     });
 }
