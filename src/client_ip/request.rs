@@ -30,12 +30,11 @@ pub struct RequestView<'a> {
     uri: &'a Uri,
     headers: &'a HeaderMap,
     extensions: &'a Extensions,
-    peer: Option<SocketAddr>,
 }
 
 impl<'a> RequestView<'a> {
-    /// A view of `request`. The peer is looked up in the extensions, in this order:
-    /// [`PeerAddr`], Axum's `ConnectInfo<SocketAddr>` and `ConnectInfo<PeerAddr>` (feature
+    /// A view of `request`. The peer is looked up in the extensions when asked for, in this
+    /// order: [`PeerAddr`], Axum's `ConnectInfo<SocketAddr>` and `ConnectInfo<PeerAddr>` (feature
     /// `axum`; the latter is what the PROXY protocol listener provides), Tonic's
     /// `TcpConnectInfo` (feature `tonic`).
     pub fn new<B>(request: &'a Request<B>) -> Self {
@@ -63,7 +62,6 @@ impl<'a> RequestView<'a> {
             uri,
             headers,
             extensions,
-            peer: peer_from_extensions(extensions),
         }
     }
 
@@ -87,14 +85,16 @@ impl<'a> RequestView<'a> {
         self.extensions
     }
 
-    /// The socket peer, when the server recorded one.
+    /// The socket peer, when the server recorded one (looked up in the extensions on each
+    /// call, in the order given at [`new`](Self::new): a view that never needs the peer costs
+    /// no lookup).
     pub fn peer(&self) -> Option<SocketAddr> {
-        self.peer
+        peer_from_extensions(self.extensions)
     }
 
     /// The socket peer's address, canonical (an IPv4-mapped IPv6 peer is its IPv4 address).
     pub fn peer_ip(&self) -> Option<IpAddr> {
-        self.peer.map(|peer| peer.ip().to_canonical())
+        self.peer().map(|peer| peer.ip().to_canonical())
     }
 }
 

@@ -14,6 +14,7 @@ use http::header::{HeaderValue, ValueIter, FORWARDED};
 use super::xff::Walk;
 use crate::client_ip::explanation::{ignore, Event};
 use crate::client_ip::parse::{parse_entry, trim_ows};
+use crate::client_ip::trusted::Addr;
 use crate::client_ip::{
     Explanation, Reason, RequestView, Resolution, ResolveClientIp, SourceKind, TrustedRanges,
 };
@@ -129,7 +130,8 @@ impl Forwarded {
         self.walk.resolve(
             request,
             elements,
-            read_element,
+            |element: &'a [u8]| element,
+            |element, position| read_element(element, position).map(Addr::from),
             SourceKind::Forwarded,
             observe,
         )

@@ -18,7 +18,8 @@ use std::num::NonZeroU32;
 use http::HeaderName;
 
 use crate::client_ip::explanation::{ignore, ranges_text, Event};
-use crate::client_ip::parse::{parse_entry, RevEntries};
+use crate::client_ip::parse::{Entry, RevEntries};
+use crate::client_ip::trusted::Addr;
 use crate::client_ip::{
     Explanation, Reason, RequestView, Resolution, ResolveClientIp, SourceKind, TrustedRanges,
     Verdict,
@@ -153,7 +154,8 @@ impl XForwardedFor {
         self.walk.resolve(
             request,
             entries,
-            |entry, position| parse_entry(entry).ok_or(Reason::InvalidEntry { position }),
+            |entry: Entry<'a>| entry.raw,
+            |entry, position| entry.address().ok_or(Reason::InvalidEntry { position }),
             SourceKind::XForwardedFor,
             observe,
         )
@@ -211,14 +213,16 @@ impl Walk {
     }
 
     /// Walk `entries` (right to left, empty elements already skipped); `read` turns the entry
-    /// at a 1-based position into an address or the reason it is unusable. Bounded by the
+    /// at a 1-based position into an address or the reason it is unusable, `raw` gives its
+    /// bytes as received. Bounded by the
     /// number of entries; `read` is called only on the entries the walk needs. Each step is
     /// reported to `observe` (a no-op when resolving, a recorder when explaining).
-    pub(super) fn resolve<'a>(
+    pub(super) fn resolve<'a, E: Copy>(
         &self,
         request: &RequestView<'_>,
-        entries: impl Iterator<Item = &'a [u8]>,
-        read: impl Fn(&'a [u8], u32) -> Result<IpAddr, Reason>,
+        entries: impl Iterator<Item = E>,
+        raw: impl Fn(E) -> &'a [u8],
+        read: impl Fn(E, u32) -> Result<Addr, Reason>,
         kind: SourceKind,
         observe: &mut (impl FnMut(Event<'a>) + ?Sized),
     ) -> Resolution {
@@ -232,10 +236,10 @@ impl Walk {
             Some(_) => {}
         }
         let mut position: u32 = 0;
-        let mut step = |position: u32, raw: &'a [u8], verdict: Verdict| {
+        let mut step = |position: u32, entry: E, verdict: Verdict| {
             observe(Event::Entry {
                 position,
-                raw,
+                raw: raw(entry),
                 verdict,
             });
         };
@@ -248,12 +252,12 @@ impl Walk {
                             step(position, entry, Verdict::Stopped(reason));
                             return Resolution::Untrustworthy(reason);
                         }
-                        Ok(ip) if trusted.contains(ip) => {
+                        Ok(addr) if trusted.contains_addr(addr) => {
                             step(position, entry, Verdict::TrustedProxy);
                         }
-                        Ok(ip) => {
+                        Ok(addr) => {
                             step(position, entry, Verdict::Client);
-                            return Resolution::resolved(ip, kind);
+                            return Resolution::resolved(IpAddr::from(addr), kind);
                         }
                     }
                 }
@@ -268,9 +272,9 @@ impl Walk {
                     position = position.saturating_add(1);
                     if position == hops.get() {
                         return match read(entry, position) {
-                            Ok(ip) => {
+                            Ok(addr) => {
                                 step(position, entry, Verdict::Client);
-                                Resolution::resolved(ip, kind)
+                                Resolution::resolved(IpAddr::from(addr), kind)
                             }
                             Err(reason) => {
                                 step(position, entry, Verdict::Stopped(reason));
