@@ -16,10 +16,15 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use std::convert::Infallible;
+
+use axum::extract::Request;
+use axum::response::Response;
 use axum::routing::get;
-use axum::Router;
-use tower::ServiceBuilder;
-use tower_bouncer::client_ip::{SocketPeer, TrustedRanges, XForwardedFor};
+use axum::{Router, ServiceExt};
+use tokio::net::TcpListener;
+use tower::{Layer, Service, ServiceBuilder};
+use tower_bouncer::client_ip::{Detection, SocketPeer, TrustedRanges, XForwardedFor};
 use tower_bouncer::rate_limit::{Quota, RateLimitLayer};
 use tower_bouncer::ClientIpLayer;
 use tower_governor::governor::GovernorConfigBuilder;
@@ -35,6 +40,10 @@ MODES:
   bare       plain Axum, no middleware
   peer       tower-bouncer: socket-peer source + rate limit (in-memory store)
   xff        tower-bouncer: rightmost-untrusted X-Forwarded-For, loopback trusted + rate limit
+             (misconfiguration detection on, as by default)
+  xff-plain  xff with misconfiguration detection off and no metrics recorder
+  xff-metrics  xff with detection on and a Prometheus recorder installed (feature metrics):
+             with xff-plain, the cost of detection and metrics
   governor   tower_governor 0.8 keyed on the peer IP, the same quota
   redis      tower-bouncer: socket-peer source + rate limit in Redis (--redis URL; feature redis)
 
@@ -43,6 +52,9 @@ OPTIONS:
                               1/min denies nearly every request
   --listen ADDR               default 127.0.0.1:0 (a free port)
   --exit-after SECS           exit after SECS seconds whatever happens (a safety bound)
+  --placement outer|router    where the middleware sits (default outer): `outer` wraps the
+                              whole Router (a denial costs no routing), `router` is
+                              `Router::layer` (after routing); every middleware mode alike
   -h, --help                  this text
 
 GET / answers 200 \"ok\" (or 429 from the limiter). Prints `listening on ADDR` when ready.
@@ -53,8 +65,19 @@ enum Mode {
     Bare,
     Peer,
     Xff,
+    XffPlain,
+    XffMetrics,
     Governor,
     Redis,
+}
+
+/// Where the middleware of a mode sits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Placement {
+    /// Around the whole `Router`: requests meet it before routing.
+    Outer,
+    /// `Router::layer`: after routing, around each route.
+    Router,
 }
 
 #[derive(Debug)]
@@ -64,6 +87,7 @@ struct Options {
     listen: SocketAddr,
     exit_after: Option<Duration>,
     redis: String,
+    placement: Placement,
 }
 
 fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, String> {
@@ -74,6 +98,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
     let mut listen = SocketAddr::from(([127, 0, 0, 1], 0));
     let mut exit_after = None;
     let mut redis = "redis://127.0.0.1:6379/".to_owned();
+    let mut placement = Placement::Outer;
     let mut args = args.into_iter();
     while let Some(flag) = args.next() {
         if flag == "-h" || flag == "--help" {
@@ -86,6 +111,8 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
                     "bare" => Mode::Bare,
                     "peer" => Mode::Peer,
                     "xff" => Mode::Xff,
+                    "xff-plain" => Mode::XffPlain,
+                    "xff-metrics" => Mode::XffMetrics,
                     "governor" => Mode::Governor,
                     "redis" => Mode::Redis,
                     other => return Err(format!("unknown mode `{other}`")),
@@ -108,6 +135,13 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
                 exit_after = Some(Duration::from_secs(seconds));
             }
             "--redis" => redis = value,
+            "--placement" => {
+                placement = match value.as_str() {
+                    "outer" => Placement::Outer,
+                    "router" => Placement::Router,
+                    other => return Err(format!("unknown placement `{other}`")),
+                }
+            }
             other => return Err(format!("unknown option `{other}`")),
         }
     }
@@ -118,56 +152,104 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
         listen,
         exit_after,
         redis,
+        placement,
     }))
 }
 
-fn app(mode: Mode, quota: Quota, redis: &str) -> Result<Router, String> {
+/// The service of `options.mode`, with its middleware where `options.placement` says, served
+/// until `options.exit_after`.
+async fn run(options: Options, listener: TcpListener) -> Result<(), String> {
     let router = Router::new().route("/", get(|| async { "ok" }));
-    Ok(match mode {
-        Mode::Bare => router,
-        Mode::Peer => router.layer(
-            ServiceBuilder::new()
-                .layer(ClientIpLayer::new(SocketPeer::new()))
-                .layer(RateLimitLayer::new(quota)),
-        ),
-        Mode::Xff => router.layer(
-            ServiceBuilder::new()
-                .layer(ClientIpLayer::new(XForwardedFor::rightmost_untrusted(
-                    TrustedRanges::loopback(),
-                )))
-                .layer(RateLimitLayer::new(quota)),
-        ),
+    let quota = options.quota;
+    // One arm per mode; `layered!` places the mode's middleware and serves it.
+    macro_rules! layered {
+        ($layer:expr) => {{
+            let layer = $layer;
+            match options.placement {
+                Placement::Outer => {
+                    serve(listener, Layer::layer(&layer, router), options.exit_after).await
+                }
+                Placement::Router => serve(listener, router.layer(layer), options.exit_after).await,
+            }
+        }};
+    }
+    let xff = || ClientIpLayer::new(XForwardedFor::rightmost_untrusted(TrustedRanges::loopback()));
+    match options.mode {
+        Mode::Bare => serve(listener, router, options.exit_after).await,
+        Mode::Peer => layered!(ServiceBuilder::new()
+            .layer(ClientIpLayer::new(SocketPeer::new()))
+            .layer(RateLimitLayer::new(quota))),
+        Mode::Xff => layered!(ServiceBuilder::new()
+            .layer(xff())
+            .layer(RateLimitLayer::new(quota))),
+        Mode::XffPlain => layered!(ServiceBuilder::new()
+            .layer(xff().detection(Detection::off()))
+            .layer(RateLimitLayer::new(quota))),
+        #[cfg(feature = "metrics")]
+        Mode::XffMetrics => {
+            // The recorder a Prometheus deployment installs; nothing scrapes it here, and
+            // recording is the whole cost.
+            let _handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+                .install_recorder()
+                .map_err(|error| format!("no Prometheus recorder: {error}"))?;
+            layered!(ServiceBuilder::new()
+                .layer(xff())
+                .layer(RateLimitLayer::new(quota)))
+        }
+        #[cfg(not(feature = "metrics"))]
+        Mode::XffMetrics => Err("--mode xff-metrics needs --features metrics".into()),
         #[cfg(feature = "redis")]
         Mode::Redis => {
             let store: tower_bouncer::store::RedisStore<tower_bouncer::rate_limit::MaskedIp> =
-                tower_bouncer::store::RedisStore::builder(redis)
+                tower_bouncer::store::RedisStore::builder(&options.redis)
                     .build()
                     .map_err(|error| error.to_string())?;
-            router.layer(
-                ServiceBuilder::new()
-                    .layer(ClientIpLayer::new(SocketPeer::new()))
-                    .layer(
-                        RateLimitLayer::builder(quota)
-                            .store(store)
-                            .build()
-                            .map_err(|error| error.to_string())?,
-                    ),
-            )
+            let limit = RateLimitLayer::builder(quota)
+                .store(store)
+                .build()
+                .map_err(|error| error.to_string())?;
+            layered!(ServiceBuilder::new()
+                .layer(ClientIpLayer::new(SocketPeer::new()))
+                .layer(limit))
         }
         #[cfg(not(feature = "redis"))]
-        Mode::Redis => {
-            let _ = redis;
-            return Err("--mode redis needs --features redis".into());
-        }
+        Mode::Redis => Err(format!(
+            "--mode redis (--redis {}) needs --features redis",
+            options.redis
+        )),
         Mode::Governor => {
             let config = GovernorConfigBuilder::default()
                 .period(quota.replenish_interval())
                 .burst_size(quota.burst().get())
                 .finish()
                 .ok_or("tower_governor refused the quota")?;
-            router.layer(GovernorLayer::new(config))
+            layered!(GovernorLayer::new(config))
         }
-    })
+    }
+}
+
+/// Serves `service` with Axum's connect info until `exit_after` (if any) has passed.
+async fn serve<S>(
+    listener: TcpListener,
+    service: S,
+    exit_after: Option<Duration>,
+) -> Result<(), String>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send,
+{
+    let serve = axum::serve(
+        listener,
+        ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(service),
+    );
+    let result = match exit_after {
+        Some(limit) => match tokio::time::timeout(limit, serve).await {
+            Ok(result) => result,
+            Err(_elapsed) => Ok(()),
+        },
+        None => serve.await,
+    };
+    result.map_err(|error| error.to_string())
 }
 
 fn main() -> ExitCode {
@@ -193,15 +275,8 @@ fn main() -> ExitCode {
         }
     };
     // Inside the runtime: the Redis store connects on it.
-    let app = match runtime.block_on(async { app(options.mode, options.quota, &options.redis) }) {
-        Ok(app) => app,
-        Err(error) => {
-            eprintln!("load_target: {error}");
-            return ExitCode::from(2);
-        }
-    };
     runtime.block_on(async move {
-        let listener = match tokio::net::TcpListener::bind(options.listen).await {
+        let listener = match TcpListener::bind(options.listen).await {
             Ok(listener) => listener,
             Err(error) => {
                 eprintln!("load_target: cannot listen on {}: {error}", options.listen);
@@ -215,18 +290,7 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         }
-        let serve = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        );
-        let result = match options.exit_after {
-            Some(limit) => match tokio::time::timeout(limit, serve).await {
-                Ok(result) => result,
-                Err(_elapsed) => Ok(()),
-            },
-            None => serve.await,
-        };
-        match result {
+        match run(options, listener).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("load_target: {error}");

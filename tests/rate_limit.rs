@@ -1188,3 +1188,47 @@ mod properties {
         }
     }
 }
+
+/// The default 429 is built in the denied request's own header map and extensions (it spares
+/// their allocations): nothing of the request may show through — not its headers (a client's
+/// cookie or forwarding chain), not its extensions.
+#[tokio::test]
+async fn default_denial_carries_nothing_of_the_request() {
+    let clock = ManualClock::new();
+    let mut service = ServiceBuilder::new()
+        .layer(layer_with_clock(per_minute(1), &clock).build().unwrap())
+        .service_fn(ok);
+    let request = |ip: IpAddr| {
+        let mut request = request_from(ip);
+        let headers = request.headers_mut();
+        for (name, value) in [
+            ("cookie", "session=secret"),
+            ("x-forwarded-for", "6.6.6.6, 203.0.113.7"),
+            ("retry-after", "0"),
+            ("content-type", "text/html"),
+        ] {
+            headers.insert(name, value.parse().unwrap());
+        }
+        request.extensions_mut().insert("a request extension");
+        request
+    };
+    assert_eq!(
+        send(&mut service, request(CLIENT)).await.status(),
+        StatusCode::OK
+    );
+    let denied = send(&mut service, request(CLIENT)).await;
+    assert_eq!(denied.status(), StatusCode::TOO_MANY_REQUESTS);
+    let mut names: Vec<&str> = denied.headers().keys().map(|name| name.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["content-type", "retry-after"]);
+    assert_eq!(
+        header(denied.headers(), "content-type"),
+        Some("application/json")
+    );
+    assert_eq!(header(denied.headers(), "retry-after"), Some("60"));
+    assert_eq!(denied.headers().len(), 2, "one value per header");
+    assert!(denied.extensions().get::<RateLimited>().is_some());
+    assert!(denied.extensions().get::<&str>().is_none());
+    assert!(denied.extensions().get::<ClientIp>().is_none());
+    assert_eq!(denied.body(), "{\"error\":\"rate limited\"}");
+}

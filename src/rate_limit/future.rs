@@ -199,7 +199,7 @@ where
                     let verdict = decide(
                         &pending.responder,
                         &pending.policy,
-                        &pending.request,
+                        &mut pending.request,
                         &pending.key,
                         pending.cost,
                         result,

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{CONTENT_TYPE, RETRY_AFTER};
-use http::{HeaderName, HeaderValue, Response, StatusCode};
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 
 use super::{Policy, Quota};
 use crate::store::Decision;
@@ -306,18 +306,22 @@ impl<B> Responder<B> {
 
     /// The 429 for `limited`. `timing` is `None` when the request can never pass: then the
     /// response carries no retry hint.
-    pub(crate) fn deny<R>(
+    ///
+    /// `request` is the denied request, about to be dropped: the default response reuses its
+    /// header map and extensions, emptied, so that a denial allocates nothing for them.
+    pub(crate) fn deny<R, ReqBody>(
         &self,
         limited: RateLimited,
         timing: Option<(Timing, &Decision)>,
         policy: &Policy,
+        request: &mut Request<ReqBody>,
     ) -> Response<R>
     where
         R: From<&'static str> + From<B>,
     {
         let mut response = match &self.deny {
             Some(custom) => custom(&limited).map(R::from),
-            None => json_response(StatusCode::TOO_MANY_REQUESTS, DENY_BODY),
+            None => json_response_reusing(StatusCode::TOO_MANY_REQUESTS, DENY_BODY, request),
         };
         if self.timing == RetryAfter::Visible {
             let headers = response.headers_mut();
@@ -370,6 +374,26 @@ fn fields_of(decision: &Decision, policy: &Policy, denied: Option<Timing>) -> [H
     } else {
         [policy.policy_field(), policy.windows_field(decision)]
     }
+}
+
+/// A response with a static JSON body, built in the header map and extensions of `request`
+/// (emptied, their capacity kept): the request is about to be dropped, and its maps spare the
+/// response two allocations (and their frees).
+pub(crate) fn json_response_reusing<R: From<&'static str>, ReqBody>(
+    status: StatusCode,
+    body: &'static str,
+    request: &mut Request<ReqBody>,
+) -> Response<R> {
+    let mut headers = std::mem::take(request.headers_mut());
+    headers.clear();
+    headers.insert(CONTENT_TYPE, APPLICATION_JSON);
+    let mut extensions = std::mem::take(request.extensions_mut());
+    extensions.clear();
+    let mut response = Response::new(R::from(body));
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    *response.extensions_mut() = extensions;
+    response
 }
 
 /// A response with a static JSON body.

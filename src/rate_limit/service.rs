@@ -87,7 +87,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let config = &*self.config;
         let view = RequestView::new(&request);
         let Some(key) = config.extractor.extract_key(&view) else {
@@ -106,7 +106,7 @@ where
         };
         let charge = NonZeroU32::new(cost).filter(|charge| *charge <= policy.min_burst());
         let Some(charge) = charge else {
-            let verdict = never_passes(&config.responder, policy, &request, &key, cost);
+            let verdict = never_passes(&config.responder, policy, &mut request, &key, cost);
             return finish(&mut self.inner, request, verdict, None);
         };
 
@@ -143,8 +143,14 @@ where
                         StoreErrorKind::Other,
                         "charge_when needs a store that can check without charging (Store::preview)",
                     );
-                    let verdict =
-                        decide(&config.responder, policy, &request, &key, cost, Err(error));
+                    let verdict = decide(
+                        &config.responder,
+                        policy,
+                        &mut request,
+                        &key,
+                        cost,
+                        Err(error),
+                    );
                     return finish(&mut self.inner, request, verdict, None);
                 }
             },
@@ -160,7 +166,7 @@ where
                 if let Some(timer) = timer {
                     crate::metrics::store_duration(timer.elapsed());
                 }
-                let verdict = decide(&config.responder, policy, &request, &key, cost, result);
+                let verdict = decide(&config.responder, policy, &mut request, &key, cost, result);
                 finish(&mut self.inner, request, verdict, after)
             }
             Poll::Pending => {
@@ -258,7 +264,7 @@ where
 fn never_passes<Key, B, ReqBody, R>(
     responder: &Responder<B>,
     policy: &Policy,
-    request: &Request<ReqBody>,
+    request: &mut Request<ReqBody>,
     key: &Key,
     cost: u32,
 ) -> Verdict<Response<R>>
@@ -289,14 +295,14 @@ where
     if responder.report_only {
         return Verdict::Pass(Extra::report(limited));
     }
-    Verdict::Respond(responder.deny(limited, None, policy))
+    Verdict::Respond(responder.deny(limited, None, policy, request))
 }
 
 /// What a store decision means for the request, with its one tracing event.
 pub(crate) fn decide<Key, B, ReqBody, R>(
     responder: &Responder<B>,
     policy: &Policy,
-    request: &Request<ReqBody>,
+    request: &mut Request<ReqBody>,
     key: &Key,
     cost: u32,
     result: Result<Decision, StoreError>,
@@ -367,7 +373,12 @@ where
     if responder.report_only {
         return Verdict::Pass(Extra::report(limited));
     }
-    Verdict::Respond(responder.deny(limited, timing.map(|timing| (timing, &decision)), policy))
+    Verdict::Respond(responder.deny(
+        limited,
+        timing.map(|timing| (timing, &decision)),
+        policy,
+        request,
+    ))
 }
 
 /// Counts a decision in `tower_bouncer_requests_total`.
