@@ -6,6 +6,8 @@
 #   benches/load.sh            # 5 rounds of 5 s per run (about 4 minutes)
 #   benches/load.sh --quick    # 2 rounds of 2 s: a smoke run
 #   benches/load.sh --rounds 7 --duration 10
+#   benches/load.sh --modes "bare xff-plain xff-metrics" --paths allow
+#                              # the cost of misconfiguration detection and metrics
 #
 # Needs wrk (Debian/Ubuntu: apt-get install -y wrk) and taskset (util-linux). Every run gets a
 # fresh server (examples/load_target.rs, built once in release) pinned to one core, and wrk
@@ -22,6 +24,7 @@ SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 MODES=(bare peer xff governor)
 PATHS=(allow deny)
+PLACEMENT=outer
 ALLOW_QUOTA="1000000000/s"
 DENY_QUOTA="1/min"
 # The client address the X-Forwarded-For source resolves (loopback, the peer, is trusted).
@@ -37,6 +40,11 @@ Options:
   --rounds N        rounds (default $ROUNDS; at least 1)
   --duration S      seconds per wrk run (default $DURATION)
   --connections N   wrk connections (default $CONNECTIONS)
+  --modes "M ..."   modes to compare (default "${MODES[*]}"; bare is always added):
+                    bare peer xff xff-plain xff-metrics governor (see load_target --help)
+  --paths "P ..."   allow, deny or both (default "${PATHS[*]}")
+  --placement P     outer (default: the middleware wraps the whole Router) or router
+                    (Router::layer, after routing); every middleware mode alike
   -h, --help        this text
 Environment: SERVER_CPU (default 0), CLIENT_CPU (default 1), CARGO_TARGET_DIR.
 EOF
@@ -48,6 +56,9 @@ while [ $# -gt 0 ]; do
         --rounds) ROUNDS=${2:?--rounds needs a value}; shift ;;
         --duration) DURATION=${2:?--duration needs a value}; shift ;;
         --connections) CONNECTIONS=${2:?--connections needs a value}; shift ;;
+        --modes) read -r -a MODES <<<"${2:?--modes needs a value}"; shift ;;
+        --paths) read -r -a PATHS <<<"${2:?--paths needs a value}"; shift ;;
+        --placement) PLACEMENT=${2:?--placement needs a value}; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "load.sh: unknown option '$1'" >&2; usage >&2; exit 2 ;;
     esac
@@ -58,6 +69,25 @@ for value in "$ROUNDS" "$DURATION" "$CONNECTIONS"; do
         ''|*[!0-9]*|0) echo "load.sh: rounds, duration and connections must be positive integers" >&2; exit 2 ;;
     esac
 done
+
+case "$PLACEMENT" in
+    outer|router) ;;
+    *) echo "load.sh: --placement is outer or router" >&2; exit 2 ;;
+esac
+for mode in "${MODES[@]}"; do
+    case "$mode" in
+        bare|peer|xff|xff-plain|xff-metrics|governor) ;;
+        *) echo "load.sh: unknown mode '$mode'" >&2; exit 2 ;;
+    esac
+done
+for path in "${PATHS[@]}"; do
+    case "$path" in
+        allow|deny) ;;
+        *) echo "load.sh: unknown path '$path'" >&2; exit 2 ;;
+    esac
+done
+# Bare Axum is the reference of every ratio: always measured, first in the list.
+MODES=(bare $(printf '%s\n' "${MODES[@]}" | grep -vx bare | awk '!seen[$0]++'))
 
 missing=0
 if ! command -v wrk >/dev/null 2>&1; then
@@ -73,13 +103,18 @@ fi
 cd "$(dirname "$0")/.."
 CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
 
-echo "building examples/load_target.rs (release)..." >&2
-BIN=$(cargo build --release --example load_target --message-format=json-render-diagnostics \
-    | grep -o '"executable":"[^"]*load_target"' | tail -n 1 | sed 's/^"executable":"//; s/"$//')
-if [ -z "$BIN" ] || [ ! -x "$BIN" ]; then
-    echo "load.sh: could not find the built load_target executable" >&2
-    exit 1
-fi
+# build_target [FEATURES]: builds examples/load_target.rs in release, prints its path.
+build_target() {
+    local bin
+    bin=$(cargo build --release --example load_target ${1:+--features "$1"} \
+        --message-format=json-render-diagnostics \
+        | grep -o '"executable":"[^"]*load_target"' | tail -n 1 | sed 's/^"executable":"//; s/"$//')
+    if [ -z "$bin" ] || [ ! -x "$bin" ]; then
+        echo "load.sh: could not find the built load_target executable" >&2
+        exit 1
+    fi
+    echo "$bin"
+}
 
 WORK=$(mktemp -d)
 SERVER_PID=""
@@ -96,6 +131,17 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+echo "building examples/load_target.rs (release)..." >&2
+# Every mode but xff-metrics runs the build without the metrics feature: "without metrics"
+# means without the code, not merely without a recorder.
+BIN="$WORK/load_target"
+cp "$(build_target)" "$BIN"
+BIN_METRICS=""
+if printf '%s\n' "${MODES[@]}" | grep -qx xff-metrics; then
+    echo "building examples/load_target.rs (release, --features metrics)..." >&2
+    BIN_METRICS="$WORK/load_target.metrics"
+    cp "$(build_target metrics)" "$BIN_METRICS"
+fi
 
 RESULTS="$WORK/results"
 : >"$RESULTS"
@@ -112,7 +158,9 @@ run_one() {
         deny) quota=$DENY_QUOTA ;;
     esac
     # --exit-after bounds the server's life even if this script is killed hard.
-    taskset -c "$SERVER_CPU" "$BIN" --mode "$mode" --quota "$quota" \
+    local bin=$BIN
+    [ "$mode" = xff-metrics ] && bin=$BIN_METRICS
+    taskset -c "$SERVER_CPU" "$bin" --mode "$mode" --quota "$quota" --placement "$PLACEMENT" \
         --listen 127.0.0.1:0 --exit-after $((DURATION + 60)) \
         >"$out" 2>"$err" &
     SERVER_PID=$!
@@ -158,7 +206,7 @@ run_one() {
         "$round" "$path" "$mode" "$rps" "$cpu_us" "${non2xx:-0}" "$requests" >&2
 }
 
-echo "load_target: $BIN" >&2
+echo "load_target: $BIN${BIN_METRICS:+ and $BIN_METRICS}; placement: $PLACEMENT" >&2
 echo "rounds $ROUNDS, ${DURATION}s per run, wrk -t1 -c$CONNECTIONS on CPU $CLIENT_CPU, server on CPU $SERVER_CPU" >&2
 count=${#MODES[@]}
 for round in $(seq 1 "$ROUNDS"); do
@@ -171,7 +219,7 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 
 echo
-echo "wrk -t1 -c$CONNECTIONS -d${DURATION}s, $ROUNDS rounds, server on CPU $SERVER_CPU, wrk on CPU $CLIENT_CPU"
+echo "wrk -t1 -c$CONNECTIONS -d${DURATION}s, $ROUNDS rounds, server on CPU $SERVER_CPU, wrk on CPU $CLIENT_CPU, placement $PLACEMENT"
 echo "allow: --quota $ALLOW_QUOTA; deny: --quota $DENY_QUOTA"
 awk -v modes="${MODES[*]}" -v paths="${PATHS[*]}" '
     function median(values, n,    i, j, t) {

@@ -76,6 +76,41 @@ async fn issue_4_real_server_with_layer_and_connect_info() {
     let _ = serve.await;
 }
 
+/// The layers around the whole `Router` (README, "Before or after routing"): a denial
+/// answers before any routing — an unknown path is limited too — and the handlers behind
+/// still see the `ClientIp`.
+#[tokio::test]
+async fn layers_around_the_whole_router_limit_before_routing() {
+    let router = Router::new().route("/", get(whoami));
+    let app = tower::ServiceBuilder::new()
+        .layer(ClientIpLayer::new(SocketPeer::new()))
+        .layer(RateLimitLayer::new(per_minute(2)))
+        .service(router);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = listener.local_addr().unwrap();
+    let serve = tokio::spawn(async move {
+        let app = axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
+            SocketAddr,
+        >(app);
+        axum::serve(listener, app).await
+    });
+
+    assert_eq!(get_from(server, "127.0.0.31", "/").await, (200, None));
+    assert_eq!(
+        get_from(server, "127.0.0.31", "/nowhere").await,
+        (404, None)
+    );
+    assert_eq!(
+        get_from(server, "127.0.0.31", "/nowhere").await,
+        (429, Some("30".to_owned()))
+    );
+    assert_eq!(get_from(server, "127.0.0.31", "/").await.0, 429);
+    assert_eq!(get_from(server, "127.0.0.32", "/").await, (200, None));
+
+    serve.abort();
+    let _ = serve.await;
+}
+
 fn from_peer(path: &str, peer: &str) -> Request<Body> {
     let peer: SocketAddr = peer.parse().unwrap();
     Request::builder()
