@@ -126,6 +126,40 @@ where
     }
 }
 
+/// A table can be cloned, for example to give the same tiers to several layers (each layer
+/// then keeps its own buckets).
+///
+/// ```
+/// use tower_bouncer::rate_limit::{ExtensionKey, Quota, RateLimitLayer, Tiers};
+///
+/// #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// enum Plan { Free, Paid }
+/// #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// struct AccountId(u64);
+///
+/// let tiers = Tiers::<Plan>::from_extension()
+///     .tier(Plan::Free, "5/min".parse::<Quota>()?)
+///     .tier(Plan::Paid, "100/min".parse::<Quota>()?);
+/// let api = RateLimitLayer::builder("2/min".parse()?)
+///     .key(ExtensionKey::<AccountId>::new())
+///     .tiers(tiers.clone())
+///     .build()?;
+/// let uploads = RateLimitLayer::builder("1/min".parse()?)
+///     .key(ExtensionKey::<AccountId>::new())
+///     .tiers(tiers)
+///     .build()?;
+/// # let _ = (api, uploads);
+/// # Ok::<(), tower_bouncer::ConfigError>(())
+/// ```
+impl<T: Clone> Clone for Tiers<T> {
+    fn clone(&self) -> Self {
+        Self {
+            select: self.select.clone(),
+            table: self.table.clone(),
+        }
+    }
+}
+
 impl<T: fmt::Debug> fmt::Debug for Tiers<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Tiers")
