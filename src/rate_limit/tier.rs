@@ -27,7 +27,7 @@ use crate::client_ip::RequestView;
 /// paid policy, and a "free" caller can never spend a "paid" bucket.
 ///
 /// ```
-/// use tower_bouncer::rate_limit::{ExtensionKey, Policy, RateLimitLayer, Tiers};
+/// use tower_bouncer::rate_limit::{ExtensionKey, Policy, Quota, RateLimitLayer, Tiers};
 ///
 /// /// Put into the extensions by the authentication layer, with the caller's id.
 /// #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -39,7 +39,7 @@ use crate::client_ip::RequestView;
 ///     .key(ExtensionKey::<AccountId>::new())
 ///     .tiers(
 ///         Tiers::<Plan>::from_extension()
-///             .tier(Plan::Free, "5/min".parse::<tower_bouncer::Quota>()?)
+///             .tier(Plan::Free, "5/min".parse::<Quota>()?)
 ///             .tier(
 ///                 Plan::Paid,
 ///                 Policy::builder()
