@@ -513,7 +513,6 @@ impl<K> ScopedKey<K> {
 /// # let _ = (per_route, per_client_per_route);
 /// ```
 #[cfg(feature = "axum")]
-#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RouteKey;
 
@@ -532,7 +531,6 @@ impl ExtractKey for RouteKey {
 /// The key value of [`RouteKey`]: the matched route template. Cloning it shares the router's
 /// string (no allocation).
 #[cfg(feature = "axum")]
-#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 #[derive(Clone)]
 pub struct RoutePath(axum::extract::MatchedPath);
 
