@@ -42,7 +42,7 @@ OPTIONS:
                              SPEC: peer | xff | xff-hops:N | forwarded | forwarded-hops:N |
                                    header:NAME | signed:NAME          (default: peer)
   --trust RANGE              repeatable: a CIDR or address, or loopback | private | cgnat |
-                             cloudflare | any. The proxies whose headers are believed.
+                             cloudflare. The proxies whose headers are believed
   --signing-key KID:SECRET   repeatable (key rotation); SECRET is base64url, >= 32 bytes
   --on-unresolved peer|reject      default reject
   --quota N/s | N/min | N/h  rate limit per client; no limit when absent. Repeatable: several
@@ -143,13 +143,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
             }
             "--source" => options.sources.push(value("--source")?),
             "--trust" => {
-                let text = value("--trust")?;
-                let ranges = match TrustedRanges::preset(&text) {
-                    Some(preset) => preset,
-                    None => text.parse::<TrustedRanges>().map_err(|error| {
-                        format!("--trust: `{text}` is neither a CIDR nor a preset (loopback, private, cgnat, cloudflare, any): {error}")
-                    })?,
-                };
+                let ranges = parse_ranges("--trust", &value("--trust")?)?;
                 options.trust = std::mem::take(&mut options.trust).with(ranges);
                 options.trust_given = true;
             }
@@ -216,14 +210,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
                             .into(),
                     );
                 }
-                let ranges = match TrustedRanges::preset(&text) {
-                    Some(preset) => preset,
-                    None => text.parse::<TrustedRanges>().map_err(|error| {
-                        format!(
-                            "--proxy-protocol: `{text}` is neither a CIDR nor a preset: {error}"
-                        )
-                    })?,
-                };
+                let ranges = parse_ranges("--proxy-protocol", &text)?;
                 let known = options.proxy_protocol.take().unwrap_or_default();
                 options.proxy_protocol = Some(known.with(ranges));
             }
@@ -272,6 +259,25 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
     Ok(Some(options))
 }
 
+/// A `--trust` or `--proxy-protocol` value: a preset (`loopback`, `private`, `cgnat`,
+/// `cloudflare`), else a CIDR or an address. `any` is refused: a flag must not be able to make
+/// every peer a trusted proxy (any client could then choose its own IP).
+fn parse_ranges(flag: &str, text: &str) -> Result<TrustedRanges, String> {
+    if let Some(preset) = TrustedRanges::preset(text) {
+        return Ok(preset);
+    }
+    if text.trim().eq_ignore_ascii_case("any") {
+        return Err(format!(
+            "{flag}: `any` is refused: trusting every address lets any client choose its own IP; give your proxies' addresses (a CIDR or an address, or loopback, private, cgnat, cloudflare)"
+        ));
+    }
+    text.parse::<TrustedRanges>().map_err(|error| {
+        format!(
+            "{flag}: `{text}` is neither a CIDR nor a preset (loopback, private, cgnat, cloudflare): {error}"
+        )
+    })
+}
+
 fn parse_prefix(flag: &str, text: &str, max: u8) -> Result<u8, String> {
     match text.parse::<u8>() {
         Ok(len) if (1..=max).contains(&len) => Ok(len),
@@ -288,7 +294,7 @@ fn build_sources(options: &Options) -> Result<Vec<Arc<dyn ResolveClientIp>>, Str
             Ok(())
         } else {
             Err(format!(
-                "--source {spec} reads a header only from trusted proxies: give --trust with your proxy's addresses (or --trust any if only your proxy can reach this server)"
+                "--source {spec} reads a header only from trusted proxies: give --trust with your proxy's addresses"
             ))
         }
     };

@@ -22,11 +22,8 @@
 //! The example `examples/metrics.rs` installs the Prometheus recorder and prints what it
 //! exports.
 //!
-//! # For store authors
-//!
-//! A store with a circuit breaker reports its state with
-//! `crate::metrics::set_breaker_state(BreakerGauge::Open)` (crate-internal; a no-op without
-//! the feature).
+//! These series are recorded by this crate's layers and stores only; a [`Store`](crate::store::Store)
+//! written outside the crate records its own, under its own names.
 
 use std::cell::Cell;
 

@@ -228,7 +228,7 @@ async fn issue_8_ignored_forwarding_header_quiet_when_right() {
 
     assert!(capture.warnings().is_empty(), "{:?}", capture.warnings());
     for layer in [direct, cloudflare, nginx] {
-        assert!(layer.misconfigurations().all().iter().all(|(_, n)| *n == 0));
+        assert!(layer.misconfigurations().all().all(|(_, n)| n == 0));
     }
 }
 
@@ -385,7 +385,7 @@ async fn issue_8_detection_off_is_silent_and_counts_nothing() {
             let nginx = request(v4(10, 0, 0, 2), &[("x-forwarded-for", "203.0.113.7")]);
             send(&layer, nginx).await;
         }
-        assert!(layer.misconfigurations().all().iter().all(|(_, n)| *n == 0));
+        assert!(layer.misconfigurations().all().all(|(_, n)| n == 0));
     }
     assert!(capture.warnings().is_empty());
 }

@@ -57,7 +57,18 @@ pub enum Misconfiguration {
 
 impl Misconfiguration {
     /// Every kind, in a stable order.
-    pub const ALL: [Self; 4] = [
+    ///
+    /// A slice, not an array: a kind added in a later release makes it longer without
+    /// changing its type.
+    ///
+    /// ```
+    /// use tower_bouncer::client_ip::Misconfiguration;
+    ///
+    /// let codes: Vec<&str> = Misconfiguration::ALL.iter().map(|kind| kind.code()).collect();
+    /// assert_eq!(codes[0], "ignored_forwarding_header");
+    /// assert!(codes.contains(&"proxy_range_clients"));
+    /// ```
+    pub const ALL: &'static [Self] = &[
         Self::IgnoredForwardingHeader,
         Self::UntrustedPeer,
         Self::ConcentratedClients,
@@ -75,6 +86,7 @@ impl Misconfiguration {
         }
     }
 
+    /// The position of `self` in [`ALL`](Self::ALL).
     fn index(self) -> usize {
         match self {
             Self::IgnoredForwardingHeader => 0,
@@ -235,8 +247,18 @@ impl Misconfigurations {
     }
 
     /// Every kind with its count, in the order of [`Misconfiguration::ALL`].
-    pub fn all(&self) -> [(Misconfiguration, u64); 4] {
-        Misconfiguration::ALL.map(|kind| (kind, self.warnings(kind)))
+    ///
+    /// ```
+    /// use tower_bouncer::client_ip::{ClientIpLayer, SocketPeer};
+    ///
+    /// let layer = ClientIpLayer::new(SocketPeer::new());
+    /// let total: u64 = layer.misconfigurations().all().map(|(_kind, count)| count).sum();
+    /// assert_eq!(total, 0);
+    /// ```
+    pub fn all(&self) -> impl Iterator<Item = (Misconfiguration, u64)> + '_ {
+        Misconfiguration::ALL
+            .iter()
+            .map(|&kind| (kind, self.warnings(kind)))
     }
 }
 
@@ -262,7 +284,8 @@ pub(crate) struct Detector {
     /// Headers the sources read.
     read: Box<[HeaderName]>,
     proxy_ranges: TrustedRanges,
-    kinds: [KindState; 4],
+    /// One per kind, at [`Misconfiguration::index`] (its position in `ALL`).
+    kinds: [KindState; Misconfiguration::ALL.len()],
     shape: Mutex<Shape>,
 }
 
@@ -591,5 +614,20 @@ mod tests {
         let detector = Detector::new(&detection, &SocketPeer::new()).unwrap();
         assert_eq!(detector.sample_mask, 127);
         assert!(detector.read.is_empty());
+    }
+
+    #[test]
+    fn api_review_3_all_is_a_slice_and_index_is_the_position_in_it() {
+        let all: &'static [Misconfiguration] = Misconfiguration::ALL;
+        for (position, kind) in all.iter().enumerate() {
+            assert_eq!(kind.index(), position, "{kind}");
+        }
+        let counts = Misconfigurations::default();
+        let listed: Vec<(Misconfiguration, u64)> = counts.all().collect();
+        assert_eq!(listed.len(), all.len());
+        assert!(listed
+            .iter()
+            .zip(all)
+            .all(|((kind, count), expected)| kind == expected && *count == 0));
     }
 }

@@ -151,10 +151,41 @@ impl Explanation {
 }
 
 /// One thing a source looked at.
+///
+/// The struct variants are `#[non_exhaustive]`: they may gain fields, so match them with `..`,
+/// and only this crate's sources build them. A source written outside the crate records what
+/// it looked at as [`Step::Note`].
+///
+/// ```
+/// use tower_bouncer::client_ip::{Explanation, Reason, Resolution, Step};
+///
+/// fn describe(step: &Step) -> String {
+///     match step {
+///         Step::Peer { ip, trusted, .. } => format!("peer {ip:?}, trusted: {trusted}"),
+///         Step::Entry { position, verdict, .. } => format!("entry {position}: {verdict:?}"),
+///         Step::Header { name, verdict, .. } => format!("{name}: {verdict:?}"),
+///         Step::Note(text) => text.clone(),
+///         _ => String::from("a step of a later release"),
+///     }
+/// }
+///
+/// let explanation = Explanation::new("my-source", Resolution::Absent(Reason::HeaderMissing))
+///     .with_step(Step::Note("no x-my-client header".into()));
+/// assert_eq!(describe(&explanation.steps()[0]), "no x-my-client header");
+/// ```
+///
+/// Outside this crate a struct variant cannot be built:
+///
+/// ```compile_fail,E0639
+/// use tower_bouncer::client_ip::Step;
+///
+/// let step = Step::Peer { ip: None, trusted: false };
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Step {
     /// The socket peer, and whether the source believes headers from it.
+    #[non_exhaustive]
     Peer {
         /// The peer's address (canonical); `None` when the server recorded no peer.
         ip: Option<IpAddr>,
@@ -162,6 +193,7 @@ pub enum Step {
         trusted: bool,
     },
     /// One entry of a list header (`X-Forwarded-For`, `Forwarded`), as the walk reached it.
+    #[non_exhaustive]
     Entry {
         /// 1-based, counted from the right (the nearest proxy's entry is 1).
         position: u32,
@@ -171,6 +203,7 @@ pub enum Step {
         verdict: Verdict,
     },
     /// The value of a single-value header (a trusted header, a signed header).
+    #[non_exhaustive]
     Header {
         /// The header's name.
         name: String,

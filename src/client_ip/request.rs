@@ -19,6 +19,28 @@ use http::{Extensions, HeaderMap, Method, Request, Uri};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PeerAddr(pub SocketAddr);
 
+/// The peer of a connection, from the address `accept` returned.
+///
+/// ```
+/// use std::net::SocketAddr;
+/// use tower_bouncer::client_ip::{PeerAddr, RequestView};
+///
+/// let accepted: SocketAddr = "[::ffff:192.0.2.10]:55000".parse()?;
+/// let mut request = http::Request::new(());
+/// request.extensions_mut().insert(PeerAddr::from(accepted));
+/// // The view reads it, canonical (IPv4-mapped IPv6 is the IPv4 address).
+/// assert_eq!(RequestView::new(&request).peer_ip(), Some("192.0.2.10".parse()?));
+///
+/// let peer: PeerAddr = accepted.into();
+/// assert_eq!(peer.0, accepted);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+impl From<SocketAddr> for PeerAddr {
+    fn from(addr: SocketAddr) -> Self {
+        Self(addr)
+    }
+}
+
 /// A borrowed view of what a source may read from a request: method, URI, headers, extensions
 /// and the socket peer.
 ///

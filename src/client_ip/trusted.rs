@@ -113,18 +113,26 @@ impl TrustedRanges {
     /// Use it **only** when the network guarantees that nothing but your own proxy can reach
     /// this server (a firewall, a private network with nothing else on it, a Unix socket
     /// bridged to TCP): with it, any client that reaches the server directly chooses its IP.
+    ///
+    /// It is deliberately not a [`preset`](Self::preset): a configuration string or a
+    /// command-line flag must not be able to trust everyone. Code that means it calls this.
     pub fn any() -> Self {
         Self::from_nets([v4_net([0, 0, 0, 0], 0), v6_net(Ipv6Addr::UNSPECIFIED, 0)])
     }
 
-    /// A preset by name: `loopback`, `private`, `cgnat`, `cloudflare` or `any`; `None` for
-    /// another name. Handy for command lines and configuration files.
+    /// A preset by name: `loopback`, `private`, `cgnat` or `cloudflare`; `None` for another
+    /// name. Handy for command lines and configuration files.
+    ///
+    /// There is no `any` preset: a string from a configuration file or a command line must not
+    /// be able to make every peer a trusted proxy (every client would pick its own IP). Code
+    /// that really means it calls [`TrustedRanges::any`].
     ///
     /// ```
     /// use tower_bouncer::client_ip::TrustedRanges;
     ///
     /// assert_eq!(TrustedRanges::preset("loopback"), Some(TrustedRanges::loopback()));
     /// assert_eq!(TrustedRanges::preset("everyone"), None);
+    /// assert_eq!(TrustedRanges::preset("any"), None); // never from a string
     /// ```
     pub fn preset(name: &str) -> Option<Self> {
         match name {
@@ -132,7 +140,6 @@ impl TrustedRanges {
             "private" => Some(Self::private()),
             "cgnat" => Some(Self::cgnat()),
             "cloudflare" => Some(Self::cloudflare()),
-            "any" => Some(Self::any()),
             _ => None,
         }
     }
@@ -616,10 +623,26 @@ mod tests {
 
         assert!(TrustedRanges::new().is_empty());
         assert!(!TrustedRanges::new().contains(ip("127.0.0.1")));
-        for name in ["loopback", "private", "cgnat", "cloudflare", "any"] {
+        for name in ["loopback", "private", "cgnat", "cloudflare"] {
             assert!(!TrustedRanges::preset(name).unwrap().is_empty(), "{name}");
         }
         assert!(TrustedRanges::preset("Loopback").is_none());
+    }
+
+    #[test]
+    fn api_review_16_no_preset_trusts_everyone() {
+        for name in ["any", "Any", "ANY", "all", "everyone", "*"] {
+            assert_eq!(TrustedRanges::preset(name), None, "{name}");
+        }
+        // No preset comes close to `any`: none contains both a public IPv4 and a public IPv6
+        // address outside a CDN's ranges.
+        for name in ["loopback", "private", "cgnat", "cloudflare"] {
+            let preset = TrustedRanges::preset(name).unwrap();
+            assert!(!preset.contains(ip("8.8.8.8")), "{name}");
+            assert!(!preset.contains(ip("2001:4860:4860::8888")), "{name}");
+        }
+        // `any()` stays, for code that means it.
+        assert!(TrustedRanges::any().contains(ip("8.8.8.8")));
     }
 
     #[test]

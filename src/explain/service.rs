@@ -94,7 +94,6 @@ impl Explain {
     /// An Axum router serving this endpoint at [`DEFAULT_PATH`] for `GET`; merge it into your
     /// application's router (behind your authentication).
     #[cfg(feature = "axum")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
     pub fn router<S>(self) -> axum::Router<S>
     where
         S: Clone + Send + Sync + 'static,

@@ -29,9 +29,8 @@
 //!
 //! ```no_run
 //! use axum::{routing::get, Router};
-//! use tower_bouncer::client_ip::{ClientIpLayer, PeerAddr, SocketPeer, TrustedRanges};
+//! use tower_bouncer::client_ip::{ClientIp, ClientIpLayer, PeerAddr, SocketPeer, TrustedRanges};
 //! use tower_bouncer::proxy_protocol::{ProxyProtocolConfig, ProxyProtocolListener};
-//! use tower_bouncer::ClientIp;
 //!
 //! # async fn run() -> std::io::Result<()> {
 //! let app = Router::new()

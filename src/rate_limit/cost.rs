@@ -19,9 +19,8 @@ use crate::ConfigError;
 /// ```
 /// use axum::{routing::get, Router};
 /// use tower::ServiceBuilder;
-/// use tower_bouncer::client_ip::SocketPeer;
+/// use tower_bouncer::client_ip::{ClientIpLayer, SocketPeer};
 /// use tower_bouncer::rate_limit::{RateLimitLayer, RouteCosts};
-/// use tower_bouncer::ClientIpLayer;
 ///
 /// // `/export` costs 10 cells of the quota, everything else 1.
 /// let limit = RateLimitLayer::builder("100/min".parse()?)

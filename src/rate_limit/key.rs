@@ -283,6 +283,26 @@ impl MaskedIp {
     }
 }
 
+/// The masked address, as [`MaskedIp::ip`] gives it.
+///
+/// ```
+/// use std::net::IpAddr;
+/// use tower_bouncer::rate_limit::IpKey;
+///
+/// let key = IpKey::new().mask("2001:db8:1:2:aaaa:bbbb:cccc:dddd".parse()?);
+/// let network: IpAddr = key.into();
+/// assert_eq!(network, "2001:db8:1:2::".parse::<IpAddr>()?); // the client's /64
+///
+/// let key = IpKey::new().mask("203.0.113.7".parse()?);
+/// assert_eq!(IpAddr::from(key), "203.0.113.7".parse::<IpAddr>()?); // IPv4: kept whole
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+impl From<MaskedIp> for IpAddr {
+    fn from(masked: MaskedIp) -> Self {
+        masked.ip()
+    }
+}
+
 impl Hash for MaskedIp {
     fn hash<H: Hasher>(&self, state: &mut H) {
         // One 128-bit write instead of the slice impl's length prefix and byte loop.
@@ -493,7 +513,6 @@ impl<K> ScopedKey<K> {
 /// # let _ = (per_route, per_client_per_route);
 /// ```
 #[cfg(feature = "axum")]
-#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RouteKey;
 
@@ -512,7 +531,6 @@ impl ExtractKey for RouteKey {
 /// The key value of [`RouteKey`]: the matched route template. Cloning it shares the router's
 /// string (no allocation).
 #[cfg(feature = "axum")]
-#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 #[derive(Clone)]
 pub struct RoutePath(axum::extract::MatchedPath);
 

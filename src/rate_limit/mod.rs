@@ -22,9 +22,8 @@
 //! use std::num::NonZeroU32;
 //! use axum::{routing::get, Router};
 //! use tower::ServiceBuilder;
-//! use tower_bouncer::client_ip::SocketPeer;
+//! use tower_bouncer::client_ip::{ClientIpLayer, SocketPeer};
 //! use tower_bouncer::rate_limit::{Quota, RateLimitLayer};
-//! use tower_bouncer::ClientIpLayer;
 //!
 //! let app: Router = Router::new().route("/", get(|| async { "hello" })).layer(
 //!     ServiceBuilder::new()

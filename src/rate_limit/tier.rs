@@ -27,7 +27,7 @@ use crate::client_ip::RequestView;
 /// paid policy, and a "free" caller can never spend a "paid" bucket.
 ///
 /// ```
-/// use tower_bouncer::rate_limit::{ExtensionKey, Policy, RateLimitLayer, Tiers};
+/// use tower_bouncer::rate_limit::{ExtensionKey, Policy, Quota, RateLimitLayer, Tiers};
 ///
 /// /// Put into the extensions by the authentication layer, with the caller's id.
 /// #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -39,7 +39,7 @@ use crate::client_ip::RequestView;
 ///     .key(ExtensionKey::<AccountId>::new())
 ///     .tiers(
 ///         Tiers::<Plan>::from_extension()
-///             .tier(Plan::Free, "5/min".parse::<tower_bouncer::Quota>()?)
+///             .tier(Plan::Free, "5/min".parse::<Quota>()?)
 ///             .tier(
 ///                 Plan::Paid,
 ///                 Policy::builder()
@@ -122,6 +122,40 @@ where
             select: self.select,
             table: self.table.into(),
             inner,
+        }
+    }
+}
+
+/// A table can be cloned, for example to give the same tiers to several layers (each layer
+/// then keeps its own buckets).
+///
+/// ```
+/// use tower_bouncer::rate_limit::{ExtensionKey, Quota, RateLimitLayer, Tiers};
+///
+/// #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// enum Plan { Free, Paid }
+/// #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// struct AccountId(u64);
+///
+/// let tiers = Tiers::<Plan>::from_extension()
+///     .tier(Plan::Free, "5/min".parse::<Quota>()?)
+///     .tier(Plan::Paid, "100/min".parse::<Quota>()?);
+/// let api = RateLimitLayer::builder("2/min".parse()?)
+///     .key(ExtensionKey::<AccountId>::new())
+///     .tiers(tiers.clone())
+///     .build()?;
+/// let uploads = RateLimitLayer::builder("1/min".parse()?)
+///     .key(ExtensionKey::<AccountId>::new())
+///     .tiers(tiers)
+///     .build()?;
+/// # let _ = (api, uploads);
+/// # Ok::<(), tower_bouncer::ConfigError>(())
+/// ```
+impl<T: Clone> Clone for Tiers<T> {
+    fn clone(&self) -> Self {
+        Self {
+            select: self.select.clone(),
+            table: self.table.clone(),
         }
     }
 }

@@ -64,11 +64,10 @@ impl Chain {
         Self::default()
     }
 
-    /// A chain over sources that are already shared, tried in the order given.
+    /// A chain over sources that are already shared, tried in the order given (the same as
+    /// collecting them: `Chain` implements [`FromIterator`]).
     pub fn from_sources(sources: Vec<Arc<dyn ResolveClientIp>>) -> Self {
-        sources
-            .into_iter()
-            .fold(Self::new(), |chain, source| chain.then_arc(source))
+        sources.into_iter().collect()
     }
 
     /// Adds `source` after the sources already in the chain.
@@ -148,6 +147,33 @@ impl ResolveClientIp for Chain {
             Explanation::new("chain", resolution),
             Explanation::with_child,
         )
+    }
+}
+
+/// A chain of shared sources, tried in the order the iterator yields them: the same as
+/// [`Chain::from_sources`] and [`then_arc`](Chain::then_arc) one by one.
+///
+/// ```
+/// use std::sync::Arc;
+/// use tower_bouncer::client_ip::{
+///     Chain, ClientIpLayer, ResolveClientIp, SocketPeer, TrustedHeader, TrustedRanges,
+/// };
+///
+/// // Sources built from a configuration file, already shared (say, with an explain page).
+/// let configured: Vec<Arc<dyn ResolveClientIp>> = vec![
+///     Arc::new(TrustedHeader::x_real_ip(TrustedRanges::loopback())),
+///     Arc::new(SocketPeer::new()),
+/// ];
+/// let chain: Chain = configured.iter().cloned().collect();
+/// assert_eq!(chain.len(), 2);
+/// let layer = ClientIpLayer::new(chain);
+/// # let _ = layer;
+/// ```
+impl FromIterator<Arc<dyn ResolveClientIp>> for Chain {
+    fn from_iter<I: IntoIterator<Item = Arc<dyn ResolveClientIp>>>(sources: I) -> Self {
+        sources
+            .into_iter()
+            .fold(Self::new(), |chain, source| chain.then_arc(source))
     }
 }
 
@@ -234,6 +260,30 @@ mod tests {
         assert!(Arc::ptr_eq(listed[0], &first));
         assert!(Arc::ptr_eq(listed[1], &second));
         assert_eq!(run(&chain).ip(), Some(ip(1)));
+    }
+
+    #[test]
+    fn api_review_26_collect_is_from_sources_in_order_with_the_headers_once() {
+        let first: Arc<dyn ResolveClientIp> = Arc::new(resolved(1, "first"));
+        let second: Arc<dyn ResolveClientIp> = Arc::new(resolved(2, "second"));
+        let chain: Chain = [Arc::clone(&first), Arc::clone(&second)]
+            .into_iter()
+            .collect();
+        let listed: Vec<_> = chain.sources().collect();
+        assert!(Arc::ptr_eq(listed[0], &first));
+        assert!(Arc::ptr_eq(listed[1], &second));
+        assert_eq!(run(&chain).ip(), Some(ip(1)));
+
+        // Headers read are gathered as with `then_arc`: each once.
+        let header: Arc<dyn ResolveClientIp> = Arc::new(
+            crate::client_ip::TrustedHeader::x_real_ip(crate::client_ip::TrustedRanges::loopback()),
+        );
+        let chain: Chain = std::iter::repeat_n(header, 3).collect();
+        assert_eq!(chain.len(), 3);
+        assert_eq!(chain.headers_read(), [HeaderName::from_static("x-real-ip")]);
+        assert!(std::iter::empty::<Arc<dyn ResolveClientIp>>()
+            .collect::<Chain>()
+            .is_empty());
     }
 
     #[test]

@@ -94,10 +94,37 @@ impl<R: ResolveClientIp + ?Sized> ResolveClientIp for std::sync::Arc<R> {
 }
 
 /// What a source answered for one request.
+///
+/// A resolved answer is built with [`Resolution::resolved`], which makes the address
+/// canonical; the `Resolved` variant is `#[non_exhaustive]`, so it cannot be built directly
+/// outside this crate (and is matched with `..`):
+///
+/// ```
+/// use tower_bouncer::client_ip::{Resolution, SourceKind};
+///
+/// let answer = Resolution::resolved("::ffff:203.0.113.7".parse()?, SourceKind::Custom("mine"));
+/// match answer {
+///     Resolution::Resolved { ip, source, .. } => {
+///         assert_eq!(ip.to_string(), "203.0.113.7"); // IPv4-mapped: made canonical
+///         assert_eq!(source.as_str(), "mine");
+///     }
+///     other => panic!("{other:?}"),
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// ```compile_fail,E0639
+/// use tower_bouncer::client_ip::{Resolution, SourceKind};
+///
+/// // Would skip the canonicalisation `Resolution::resolved` promises.
+/// let answer = Resolution::Resolved { ip: "::ffff:1.2.3.4".parse().unwrap(), source: SourceKind::Peer };
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Resolution {
-    /// The client's address (canonical) and the kind of source that found it.
+    /// The client's address (canonical) and the kind of source that found it. Built with
+    /// [`Resolution::resolved`].
+    #[non_exhaustive]
     Resolved {
         /// The client's address.
         ip: IpAddr,
