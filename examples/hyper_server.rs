@@ -20,7 +20,6 @@ use hyper::server::conn::http1;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
-use tower::util::BoxCloneService;
 use tower::{service_fn, ServiceBuilder};
 use tower_bouncer::client_ip::{
     Chain, ClientIp, ClientIpLayer, PeerAddr, SocketPeer, TrustedRanges, XForwardedFor,
@@ -65,9 +64,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 request
             })
             .service(app.clone());
-        // Boxed so that the connection future spawned below names no `&'static str` type
-        // (see the note at the end of this file).
-        let service = BoxCloneService::new(service);
         tokio::spawn(async move {
             let connection = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
@@ -89,9 +85,3 @@ fn handle(explain: &Explain, request: &Request<Incoming>) -> Response<Full<Bytes
     };
     Response::new(Full::from(text))
 }
-
-// Note on `BoxCloneService`: `RateLimitLayer`'s custom-deny body type defaults to
-// `&'static str`. In a future passed to `tokio::spawn`, rustc checks `Send` with lifetimes
-// erased and then cannot prove `Full<Bytes>: From<&'static str>` for them ("implementation of
-// `From` is not general enough"). Boxing the service (or giving the layer a `deny_response`
-// whose body type has no lifetime) avoids it. Axum and Tonic box their routes already.

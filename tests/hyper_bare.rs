@@ -12,7 +12,6 @@ use hyper::server::conn::http1;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
-use tower::util::BoxCloneService;
 use tower::{service_fn, ServiceBuilder};
 use tower_bouncer::client_ip::{
     Chain, ClientIp, ClientIpLayer, PeerAddr, SocketPeer, TrustedRanges, XForwardedFor,
@@ -61,7 +60,8 @@ async fn serve(connections: usize) -> SocketAddr {
                     request
                 })
                 .service(app.clone());
-            let service = BoxCloneService::new(service);
+            // Spawned unboxed: the layer's default deny-body type has no lifetime (with
+            // `&'static str` there, rustc rejected this spawn: "`From` is not general enough").
             tokio::spawn(
                 http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service)),

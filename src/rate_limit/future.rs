@@ -9,7 +9,7 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use super::response::{json_response, Responder, RATELIMIT, RATELIMIT_POLICY};
+use super::response::{json_response, DenyBody, Responder, RATELIMIT, RATELIMIT_POLICY};
 use super::service::decide;
 use super::{Policy, RateLimited};
 use crate::store::{Decision, StoreError};
@@ -181,7 +181,8 @@ where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     F: Future<Output = Result<Decision, StoreError>>,
     Key: fmt::Debug,
-    ResBody: From<&'static str> + From<B>,
+    ResBody: From<&'static str>,
+    B: DenyBody<ResBody>,
 {
     type Output = Result<Response<ResBody>, S::Error>;
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use http::{Response, StatusCode};
 use tower_layer::Layer;
 
-use super::response::{DenyFn, Responder};
+use super::response::{custom_deny, CustomDenyBody, DefaultDenyBody, DenyFn, Responder};
 #[cfg(feature = "axum")]
 use super::RouteCosts;
 use super::{ExtractKey, Policy, Quota, RateLimit, RateLimited, RetryAfter, Tiered, Tiers};
@@ -90,14 +90,14 @@ pub(crate) type ChargeWhen = Arc<dyn Fn(StatusCode) -> bool + Send + Sync>;
 /// docs](super) have complete examples. Cloning the layer, and the services it builds, shares
 /// one configuration and one store.
 ///
-/// `B` is the body type of a [custom deny response](RateLimitLayerBuilder::deny_response)
-/// (`&'static str` when there is none).
-pub struct RateLimitLayer<K, St, B = &'static str> {
+/// `B` records the [custom deny response](RateLimitLayerBuilder::deny_response)'s body type:
+/// [`DefaultDenyBody`] when there is none, [`CustomDenyBody<T>`] for a closure answering
+/// `Response<T>`.
+pub struct RateLimitLayer<K, St, B = DefaultDenyBody> {
     config: Arc<Config<K, St, B>>,
 }
 
 #[cfg(feature = "memory")]
-#[cfg_attr(docsrs, doc(cfg(feature = "memory")))]
 impl RateLimitLayer<IpKey, MemoryStore<MaskedIp>> {
     /// Limits each client IP (IPv6 masked to /64) to `quota`, in a fresh in-memory store, at a
     /// cost of 1 per request, with `Retry-After` on every 429.
@@ -290,7 +290,7 @@ impl<S, K, St, B> Layer<S> for RateLimitLayer<K, St, B> {
 /// `C` records where the store comes from: [`DefaultStore`] (a fresh in-memory store made at
 /// build time, keyed by whatever key you choose) or [`WithStore`] (the one you gave).
 #[must_use = "a builder does nothing until `build` is called"]
-pub struct RateLimitLayerBuilder<K, C, B = &'static str> {
+pub struct RateLimitLayerBuilder<K, C, B = DefaultDenyBody> {
     /// The layer's policy, window by window (checked by `build`).
     windows: Vec<(Cow<'static, str>, Quota)>,
     extractor: K,
@@ -422,7 +422,6 @@ impl<K, C, B> RateLimitLayerBuilder<K, C, B> {
     /// Costs per route, from a [`RouteCosts`] table (feature `axum`): `/export` costs 10,
     /// everything else 1. Every cost is checked against the bursts by [`build`](Self::build).
     #[cfg(feature = "axum")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
     pub fn route_costs(mut self, costs: RouteCosts) -> Self {
         self.cost = Cost::Routes(Arc::new(costs));
         self
@@ -492,8 +491,9 @@ impl<K, C, B> RateLimitLayerBuilder<K, C, B> {
     ///
     /// The layer then adds `Retry-After` (unless the closure set it) and the IETF fields as
     /// configured — nothing when timing is hidden — and the [`RateLimited`] extension. The body
-    /// type `B2` must convert into the service's response body (`axum::body::Body` for an
-    /// `axum::response::Response`, or `&'static str`).
+    /// type `T` must convert into the service's response body (`axum::body::Body` for an
+    /// `axum::response::Response`, or `&'static str`); the layer's `B` becomes
+    /// [`CustomDenyBody<T>`].
     ///
     /// ```
     /// use std::num::NonZeroU32;
@@ -510,9 +510,9 @@ impl<K, C, B> RateLimitLayerBuilder<K, C, B> {
     /// # let _ = layer;
     /// # Ok::<(), tower_bouncer::ConfigError>(())
     /// ```
-    pub fn deny_response<B2, F>(self, deny: F) -> RateLimitLayerBuilder<K, C, B2>
+    pub fn deny_response<T, F>(self, deny: F) -> RateLimitLayerBuilder<K, C, CustomDenyBody<T>>
     where
-        F: Fn(&RateLimited) -> Response<B2> + Send + Sync + 'static,
+        F: Fn(&RateLimited) -> Response<T> + Send + Sync + 'static,
     {
         RateLimitLayerBuilder {
             windows: self.windows,
@@ -523,7 +523,7 @@ impl<K, C, B> RateLimitLayerBuilder<K, C, B> {
             ratelimit_headers: self.ratelimit_headers,
             report_only: self.report_only,
             on_missing_key: self.on_missing_key,
-            deny: Some(Arc::new(deny)),
+            deny: Some(custom_deny(deny)),
             charge_when: self.charge_when,
             tier_bursts: self.tier_bursts,
         }

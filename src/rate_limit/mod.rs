@@ -201,6 +201,6 @@ pub use layer::{
 };
 pub use policy::{Policy, PolicyBuilder};
 pub use quota::Quota;
-pub use response::{RateLimited, RetryAfter};
+pub use response::{CustomDenyBody, DefaultDenyBody, DenyBody, RateLimited, RetryAfter};
 pub use service::RateLimit;
 pub use tier::{TierKey, Tiered, Tiers};

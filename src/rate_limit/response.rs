@@ -117,6 +117,58 @@ impl RateLimited {
 /// The custom deny response: a closure from what happened to a response.
 pub(crate) type DenyFn<B> = Arc<dyn Fn(&RateLimited) -> Response<B> + Send + Sync>;
 
+/// The deny-body type of a layer without a [custom deny
+/// response](super::RateLimitLayerBuilder::deny_response): the layer builds its own JSON 429,
+/// so no value of this type ever exists.
+///
+/// It is the default of the `B` parameter of [`RateLimitLayer`](super::RateLimitLayer),
+/// [`RateLimit`](super::RateLimit) and their builder and future. A type without a lifetime:
+/// with a reference there (`&'static str`), a server that spawns each connection's future
+/// (bare Hyper) stumbles on a compiler limitation ("implementation of `From` is not general
+/// enough").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DefaultDenyBody {}
+
+/// The deny-body type of a layer with a [custom deny
+/// response](super::RateLimitLayerBuilder::deny_response): the body `T` the closure answers
+/// with, converted into the service's response body. The layer wraps it; you never build one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CustomDenyBody<T>(T);
+
+/// A deny-body type the service can turn into its response body `R`: [`DefaultDenyBody`]
+/// for any `R`, [`CustomDenyBody<T>`] when `R: From<T>`. Sealed: only those two.
+pub trait DenyBody<R>: sealed::Sealed {
+    /// The response body.
+    #[doc(hidden)]
+    fn into_body(self) -> R;
+}
+
+impl<R> DenyBody<R> for DefaultDenyBody {
+    fn into_body(self) -> R {
+        match self {}
+    }
+}
+
+impl<T, R: From<T>> DenyBody<R> for CustomDenyBody<T> {
+    fn into_body(self) -> R {
+        R::from(self.0)
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::DefaultDenyBody {}
+    impl<T> Sealed for super::CustomDenyBody<T> {}
+}
+
+/// A custom deny closure answering `Response<CustomDenyBody<T>>`.
+pub(crate) fn custom_deny<T, F>(deny: F) -> DenyFn<CustomDenyBody<T>>
+where
+    F: Fn(&RateLimited) -> Response<T> + Send + Sync + 'static,
+{
+    Arc::new(move |limited| deny(limited).map(CustomDenyBody))
+}
+
 /// The prebuilt IETF fields of one policy.
 #[derive(Clone)]
 pub(crate) struct PolicyFields {
@@ -317,10 +369,11 @@ impl<B> Responder<B> {
         request: &mut Request<ReqBody>,
     ) -> Response<R>
     where
-        R: From<&'static str> + From<B>,
+        R: From<&'static str>,
+        B: DenyBody<R>,
     {
         let mut response = match &self.deny {
-            Some(custom) => custom(&limited).map(R::from),
+            Some(custom) => custom(&limited).map(DenyBody::into_body),
             None => json_response_reusing(StatusCode::TOO_MANY_REQUESTS, DENY_BODY, request),
         };
         if self.timing == RetryAfter::Visible {

@@ -12,7 +12,9 @@ use tower_service::Service;
 
 use super::future::{Charge, Charger, Extra, Pending, ResponseFuture, Verdict};
 use super::layer::{fmt_config, Config, Cost, StoreCharger};
-use super::response::{json_response, Responder, Timing, MISSING_KEY_BODY, STORE_ERROR_BODY};
+use super::response::{
+    json_response, DefaultDenyBody, DenyBody, Responder, Timing, MISSING_KEY_BODY, STORE_ERROR_BODY,
+};
 use super::{ExtractKey, MissingKey, Policy, RateLimited};
 use crate::client_ip::{ClientIp, RequestView};
 use crate::store::{Decision, Store, StoreError, StoreErrorKind};
@@ -28,7 +30,7 @@ use crate::store::{Decision, Store, StoreError, StoreErrorKind};
 /// store), the future owns the ready inner service (and a clone takes its place) until the
 /// store has answered; the inner service must therefore be `Clone`, and the store's future
 /// `Unpin` (the memory store's `Ready` is; a network store returns a boxed future).
-pub struct RateLimit<S, K, St, B = &'static str> {
+pub struct RateLimit<S, K, St, B = DefaultDenyBody> {
     inner: S,
     config: Arc<Config<K, St, B>>,
 }
@@ -77,7 +79,8 @@ where
     K: ExtractKey,
     St: Store<K::Key>,
     St::Future: Unpin,
-    ResBody: From<&'static str> + From<B>,
+    ResBody: From<&'static str>,
+    B: DenyBody<ResBody>,
 {
     type Response = S::Response;
     type Error = S::Error;
@@ -270,7 +273,8 @@ fn never_passes<Key, B, ReqBody, R>(
 ) -> Verdict<Response<R>>
 where
     Key: fmt::Debug,
-    R: From<&'static str> + From<B>,
+    R: From<&'static str>,
+    B: DenyBody<R>,
 {
     tracing::info!(
         target: "tower_bouncer::rate_limit",
@@ -309,7 +313,8 @@ pub(crate) fn decide<Key, B, ReqBody, R>(
 ) -> Verdict<Response<R>>
 where
     Key: fmt::Debug,
-    R: From<&'static str> + From<B>,
+    R: From<&'static str>,
+    B: DenyBody<R>,
 {
     let decision = match result {
         Ok(decision) => decision,
