@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! cargo run --release --example load_target -- --mode MODE [--quota N/s|N/min|N/h]
-//!     [--listen ADDR] [--exit-after SECS]
+//!     [--listen ADDR] [--exit-after SECS] [--redis URL]
 //! ```
 //!
 //! It prints `listening on ADDR` once it accepts connections (`--listen 127.0.0.1:0` picks a
@@ -36,13 +36,15 @@ MODES:
   peer       tower-bouncer: socket-peer source + rate limit (in-memory store)
   xff        tower-bouncer: rightmost-untrusted X-Forwarded-For, loopback trusted + rate limit
   governor   tower_governor 0.8 keyed on the peer IP, the same quota
-  redis      tower-bouncer: socket-peer source + rate limit in Redis (--redis URL; feature redis)
+  redis      tower-bouncer: socket-peer source + rate limit in Redis (--redis URL; feature
+             redis), fail-closed: a Redis failure answers 503 (benches/load-redis.sh)
 
 OPTIONS:
   --quota N/s | N/min | N/h   the limit per client (default 1000000000/s: nothing is denied);
                               1/min denies nearly every request
   --listen ADDR               default 127.0.0.1:0 (a free port)
   --exit-after SECS           exit after SECS seconds whatever happens (a safety bound)
+  --redis URL                 the Redis of --mode redis (default redis://127.0.0.1:6379/)
   -h, --help                  this text
 
 GET / answers 200 \"ok\" (or 429 from the limiter). Prints `listening on ADDR` when ready.
@@ -139,8 +141,11 @@ fn app(mode: Mode, quota: Quota, redis: &str) -> Result<Router, String> {
         ),
         #[cfg(feature = "redis")]
         Mode::Redis => {
+            // Fail-closed: a Redis failure is a 503 that wrk counts as non-2xx, never a
+            // silent "allowed" on the allow path.
             let store: tower_bouncer::store::RedisStore<tower_bouncer::rate_limit::MaskedIp> =
                 tower_bouncer::store::RedisStore::builder(redis)
+                    .on_failure(tower_bouncer::store::FailurePolicy::Closed)
                     .build()
                     .map_err(|error| error.to_string())?;
             router.layer(
