@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Load benchmark of the Redis store: bare Axum against tower-bouncer with its rate limit in
 # Redis (examples/load_target.rs --mode redis), on the allow path (a quota nothing exceeds:
-# every request is one round trip to Redis) and on the deny path (1/min: a flood on one key,
-# answered by the local deny cache), with the latency percentiles of wrk and the commands Redis
-# ran (INFO commandstats).
+# every request is one round trip to Redis), on the deny path (1/min: a flood on one key,
+# answered by the local deny cache) and on the latency path (the allow path with 2 connections:
+# an unsaturated server), with the latency percentiles of wrk and the commands Redis ran
+# (INFO commandstats).
 #
-#   benches/load-redis.sh            # 5 rounds of 5 s per run (about 2 minutes)
+#   benches/load-redis.sh            # 5 rounds of 5 s per run (about 3 minutes)
 #   benches/load-redis.sh --quick    # 2 rounds of 2 s: a smoke run
 #   benches/load-redis.sh --rounds 7 --duration 10
 #
@@ -23,11 +24,14 @@ set -euo pipefail
 ROUNDS=5
 DURATION=5
 CONNECTIONS=32
+# The "latency" path: the allow path with a few connections, so that the server is not
+# saturated and its latency is the round trip's, not a queue's.
+LATENCY_CONNECTIONS=2
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 REDIS_CPU=${REDIS_CPU:-1}
 MODES=(bare redis)
-PATHS=(allow deny)
+PATHS=(allow deny latency)
 ALLOW_QUOTA="1000000000/s"
 DENY_QUOTA="1/min"
 # The deny quota's retry period in seconds: one cell per minute.
@@ -36,14 +40,16 @@ DENY_PERIOD=60
 KEYS_PER_RUN=1
 
 usage() {
-    sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
     cat <<EOF
 
 Options:
   --quick           2 rounds of 2 s
   --rounds N        rounds (default $ROUNDS; at least 1)
   --duration S      seconds per wrk run (default $DURATION)
-  --connections N   wrk connections (default $CONNECTIONS)
+  --connections N   wrk connections of the allow and deny paths (default $CONNECTIONS)
+  --latency-connections N
+                    wrk connections of the latency path (default $LATENCY_CONNECTIONS)
   -h, --help        this text
 Environment: SERVER_CPU (default 0), CLIENT_CPU (default 1), REDIS_CPU (default 1),
 CARGO_TARGET_DIR.
@@ -56,12 +62,13 @@ while [ $# -gt 0 ]; do
         --rounds) ROUNDS=${2:?--rounds needs a value}; shift ;;
         --duration) DURATION=${2:?--duration needs a value}; shift ;;
         --connections) CONNECTIONS=${2:?--connections needs a value}; shift ;;
+        --latency-connections) LATENCY_CONNECTIONS=${2:?--latency-connections needs a value}; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "load-redis.sh: unknown option '$1'" >&2; usage >&2; exit 2 ;;
     esac
     shift
 done
-for value in "$ROUNDS" "$DURATION" "$CONNECTIONS"; do
+for value in "$ROUNDS" "$DURATION" "$CONNECTIONS" "$LATENCY_CONNECTIONS"; do
     case "$value" in
         ''|*[!0-9]*|0) echo "load-redis.sh: rounds, duration and connections must be positive integers" >&2; exit 2 ;;
     esac
@@ -175,11 +182,12 @@ to_us() {
 # "path mode round req/s non2xx requests errors server-cpu-us p50-us p99-us commands
 # redis-cpu-us" to $RESULTS.
 run_one() {
-    local path=$1 mode=$2 round=$3 quota address waited=0
+    local path=$1 mode=$2 round=$3 quota address waited=0 connections=$CONNECTIONS
     local out="$WORK/server.$round.$path.$mode.out" err="$WORK/server.$round.$path.$mode.err"
     case "$path" in
         allow) quota=$ALLOW_QUOTA ;;
         deny) quota=$DENY_QUOTA ;;
+        latency) quota=$ALLOW_QUOTA; connections=$LATENCY_CONNECTIONS ;;
     esac
     rcli flushall >/dev/null
     # --exit-after bounds the server's life even if this script is killed hard.
@@ -202,7 +210,7 @@ run_one() {
     calls_before=$(script_calls)
     ticks_before=$(redis_ticks)
     timeout $((DURATION + 30)) taskset -c "$CLIENT_CPU" \
-        wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --timeout 5s --latency \
+        wrk -t1 -c"$connections" -d"${DURATION}s" --timeout 5s --latency \
         "http://$address/" >"$WORK/wrk.out" 2>&1 || {
         echo "load-redis.sh: wrk failed against the $mode server:" >&2
         cat "$WORK/wrk.out" >&2
@@ -241,7 +249,7 @@ run_one() {
 
 echo "load_target: $BIN" >&2
 echo "redis-server: 127.0.0.1:$REDIS_PORT (PID $REDIS_PID) on CPU $REDIS_CPU; $(redis-server --version | head -n 1)" >&2
-echo "rounds $ROUNDS, ${DURATION}s per run, wrk -t1 -c$CONNECTIONS on CPU $CLIENT_CPU, server on CPU $SERVER_CPU" >&2
+echo "rounds $ROUNDS, ${DURATION}s per run, wrk -t1 -c$CONNECTIONS (latency path: -c$LATENCY_CONNECTIONS) on CPU $CLIENT_CPU, server on CPU $SERVER_CPU" >&2
 count=${#MODES[@]}
 for round in $(seq 1 "$ROUNDS"); do
     for path in "${PATHS[@]}"; do
@@ -254,7 +262,8 @@ done
 
 echo
 echo "wrk -t1 -c$CONNECTIONS -d${DURATION}s --latency, $ROUNDS rounds, server on CPU $SERVER_CPU, wrk on CPU $CLIENT_CPU, redis-server on CPU $REDIS_CPU"
-echo "allow: --quota $ALLOW_QUOTA; deny: --quota $DENY_QUOTA (retry period ${DENY_PERIOD} s, $KEYS_PER_RUN key)"
+echo "allow: --quota $ALLOW_QUOTA; deny: --quota $DENY_QUOTA (retry period ${DENY_PERIOD} s, $KEYS_PER_RUN key);"
+echo "latency: the allow quota with wrk -c$LATENCY_CONNECTIONS (an unsaturated server: the round trip's latency)"
 awk -v modes="${MODES[*]}" -v paths="${PATHS[*]}" -v duration="$DURATION" \
     -v period="$DENY_PERIOD" -v keys="$KEYS_PER_RUN" '
     function median(values, n,    i, j, t) {
