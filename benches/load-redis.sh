@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Load benchmark of the Redis store: bare Axum against tower-bouncer with its rate limit in
-# Redis (examples/load_target.rs --mode redis), on the allow path (a quota nothing exceeds:
+# Redis (examples/load_target.rs --mode redis; --mode peer, the in-memory store, for
+# reference), on the allow path (a quota nothing exceeds:
 # every request is one round trip to Redis), on the deny path (1/min: a flood on one key,
 # answered by the local deny cache) and on the latency path (the allow path with 2 connections:
 # an unsaturated server), with the latency percentiles of wrk and the commands Redis ran
 # (INFO commandstats).
 #
-#   benches/load-redis.sh            # 5 rounds of 5 s per run (about 3 minutes)
+#   benches/load-redis.sh            # 5 rounds of 5 s per run (about 5 minutes)
 #   benches/load-redis.sh --quick    # 2 rounds of 2 s: a smoke run
 #   benches/load-redis.sh --rounds 7 --duration 10
 #
@@ -14,7 +15,7 @@
 # taskset. It starts its own redis-server on a free loopback port, pinned to one core, and
 # stops it (by PID) on exit, also on failure or Ctrl-C. Every run gets a fresh load_target
 # server (built once in release with --features redis) pinned to another core, an empty Redis
-# (FLUSHALL) and wrk --latency; bare and redis alternate within each round (their order
+# (FLUSHALL) and wrk --latency; the modes alternate within each round (their order
 # rotates from round to round). Prints, per path and mode, the median req/s with its min-max
 # spread and its ratio to bare Axum of the same round, p50/p99 latencies, the p99 added by
 # Redis (redis p99 - bare p99 of the same round), and the Redis commands per run, per second
@@ -30,7 +31,9 @@ LATENCY_CONNECTIONS=2
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 REDIS_CPU=${REDIS_CPU:-1}
-MODES=(bare redis)
+# peer: the same layers over the in-memory store, for reference (the deny path's cost without
+# Redis).
+MODES=(bare peer redis)
 PATHS=(allow deny latency)
 ALLOW_QUOTA="1000000000/s"
 DENY_QUOTA="1/min"
@@ -40,7 +43,7 @@ DENY_PERIOD=60
 KEYS_PER_RUN=1
 
 usage() {
-    sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
     cat <<EOF
 
 Options:
@@ -289,14 +292,14 @@ awk -v modes="${MODES[*]}" -v paths="${PATHS[*]}" -v duration="$DURATION" \
         split(modes, mode_list, " "); split(paths, path_list, " ")
         # Periods a run touches: a run shorter than the retry period is within one.
         periods = duration / period; if (periods < 1) periods = 1
-        printf "%-6s %-6s %10s %19s %7s %13s %8s %8s %10s %19s %10s %9s %11s %8s %6s\n", \
+        printf "%-7s %-5s %10s %19s %7s %13s %8s %8s %10s %19s %10s %10s %9s %11s %8s %6s\n", \
             "path", "mode", "req/s", "min - max", "x bare", "x bare range", "p50 us", "p99 us", \
-            "p99 added", "p99 added range", "redis cmd", "cmd/s", "cmd/key/per", "non-2xx", "errors"
+            "p99 added", "p99 added range", "CPU x bare", "redis cmd", "cmd/s", "cmd/key/per", "non-2xx", "errors"
         for (p = 1; p in path_list; p++) {
             path = path_list[p]
             for (m = 1; m in mode_list; m++) {
                 mode = mode_list[m]; n = 0; k = 0; a = 0
-                delete v; delete x; delete l50; delete l99; delete added; delete cmds
+                delete v; delete x; delete l50; delete l99; delete added; delete cmds; delete cx; q = 0
                 for (r in rounds) {
                     if (!((path, mode, r) in rps)) continue
                     n++
@@ -305,14 +308,16 @@ awk -v modes="${MODES[*]}" -v paths="${PATHS[*]}" -v duration="$DURATION" \
                     if ((path, "bare", r) in rps && rps[path, "bare", r] > 0) {
                         x[++k] = v[n] / rps[path, "bare", r]
                         added[++a] = p99[path, mode, r] - p99[path, "bare", r]
+                        if (cpu[path, "bare", r] > 0) cx[++q] = cpu[path, mode, r] / cpu[path, "bare", r]
                     }
                 }
                 if (n == 0) continue
                 share = total[path, mode] ? 100 * non2xx[path, mode] / total[path, mode] : 0
                 c = median(cmds, n)
-                printf "%-6s %-6s %10.0f %19s %6.2fx %13s %8.0f %8.0f %10.0f %19s %10.0f %9.1f %11.1f %7.1f%% %6d\n", \
+                printf "%-7s %-5s %10.0f %19s %6.2fx %13s %8.0f %8.0f %10.0f %19s %9.2fx %10.0f %9.1f %11.1f %7.1f%% %6d\n", \
                     path, mode, median(v, n), spread(v, n, "%.0f"), median(x, k), spread(x, k, "%.2f"), \
                     median(l50, n), median(l99, n), median(added, a), spread(added, a, "%.0f"), \
+                    (q ? median(cx, q) : 0), \
                     c, c / duration, c / keys / periods, share, errors[path, mode]
             }
         }
@@ -320,6 +325,7 @@ awk -v modes="${MODES[*]}" -v paths="${PATHS[*]}" -v duration="$DURATION" \
 echo
 echo "x bare: median over rounds of (req/s) / (bare req/s of the same round), and its range."
 echo "p99 added: median over rounds of (p99) - (bare p99 of the same round), in microseconds."
+echo "CPU x bare: median over rounds of the server's CPU per request / bare's (steadier than req/s)."
 echo "redis cmd: EVALSHA + EVAL calls during the run (INFO commandstats), median over rounds;"
 echo "cmd/s: per second of the run; cmd/key/per: per key per retry period of the deny quota"
 echo "(a run shorter than the period counts as one period)."
