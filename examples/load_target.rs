@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! cargo run --release --example load_target -- --mode MODE [--quota N/s|N/min|N/h]
-//!     [--listen ADDR] [--exit-after SECS]
+//!     [--listen ADDR] [--exit-after SECS] [--redis URL]
 //! ```
 //!
 //! It prints `listening on ADDR` once it accepts connections (`--listen 127.0.0.1:0` picks a
@@ -45,7 +45,8 @@ MODES:
   xff-metrics  xff with detection on and a Prometheus recorder installed (feature metrics):
              with xff-plain, the cost of detection and metrics
   governor   tower_governor 0.8 keyed on the peer IP, the same quota
-  redis      tower-bouncer: socket-peer source + rate limit in Redis (--redis URL; feature redis)
+  redis      tower-bouncer: socket-peer source + rate limit in Redis (--redis URL; feature
+             redis), fail-closed: a Redis failure answers 503 (benches/load-redis.sh)
 
 OPTIONS:
   --quota N/s | N/min | N/h   the limit per client (default 1000000000/s: nothing is denied);
@@ -55,6 +56,7 @@ OPTIONS:
   --placement outer|router    where the middleware sits (default outer): `outer` wraps the
                               whole Router (a denial costs no routing), `router` is
                               `Router::layer` (after routing); every middleware mode alike
+  --redis URL                 the Redis of --mode redis (default redis://127.0.0.1:6379/)
   -h, --help                  this text
 
 GET / answers 200 \"ok\" (or 429 from the limiter). Prints `listening on ADDR` when ready.
@@ -200,8 +202,11 @@ async fn run(options: Options, listener: TcpListener) -> Result<(), String> {
         Mode::XffMetrics => Err("--mode xff-metrics needs --features metrics".into()),
         #[cfg(feature = "redis")]
         Mode::Redis => {
+            // Fail-closed: a Redis failure is a 503 that wrk counts as non-2xx, never a
+            // silent "allowed" on the allow path.
             let store: tower_bouncer::store::RedisStore<tower_bouncer::rate_limit::MaskedIp> =
                 tower_bouncer::store::RedisStore::builder(&options.redis)
+                    .on_failure(tower_bouncer::store::FailurePolicy::Closed)
                     .build()
                     .map_err(|error| error.to_string())?;
             let limit = RateLimitLayer::builder(quota)

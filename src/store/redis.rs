@@ -3,6 +3,7 @@
 mod breaker;
 mod deny_cache;
 mod key;
+mod rule;
 
 use std::cell::RefCell;
 use std::fmt;
@@ -22,8 +23,9 @@ use ::redis::{Cmd, ErrorKind, RedisError, ServerErrorKind};
 pub use key::RedisKey;
 
 use self::breaker::{Admission, Breaker};
-use self::deny_cache::{DenyCache, Lookup};
-use super::gcra::{nanos, Gcra, Verdict, Windows, WindowsVerdict, MAX_WINDOWS};
+use self::deny_cache::{DenyCache, Lookup, Ticket};
+use self::rule::{Outcome, Rule};
+use super::gcra::{nanos, MAX_WINDOWS};
 use super::{Decision, MemoryStore, Store, StoreError, StoreErrorKind};
 use crate::rate_limit::Quota;
 use crate::ConfigError;
@@ -33,10 +35,6 @@ const SCRIPT: &str = include_str!("redis/gcra.lua");
 
 /// The script deciding several windows at once (see its header).
 const WINDOWS_SCRIPT: &str = include_str!("redis/gcra_windows.lua");
-
-/// Relative times in the script must stay below 2^53 ns to be exact in a double; the largest
-/// is at most `T × (2 × burst)` (the tolerance plus the cost of a request).
-const MAX_SCRIPT_NANOS: u128 = 1 << 53;
 
 /// What the store answers while Redis fails (an error, a timeout, or an open circuit).
 ///
@@ -115,11 +113,15 @@ impl<K> fmt::Debug for FailurePolicy<K> {
 /// # The local deny cache
 ///
 /// A key whose bucket Redis reported empty is answered locally until its next cell is due, so
-/// a flood on one key costs Redis a few commands per cell (two or three: the first request
-/// after a refill may reach Redis a network delay early, and be denied there), not one per
-/// request. The cache only ever answers
-/// "denied" when Redis would too: it keeps a lower bound of the bucket's state, measured from
-/// the moment the request was sent. It holds at most 10,000 keys by default
+/// a flood on one key costs Redis about one command per cell, not one per request. Requests
+/// that could not fit even if every request in flight for their key were admitted do not go
+/// to Redis: they wait for those answers (within the timeout), then are denied locally or
+/// sent. So the first requests of a flood cost one command, not one per connection; and after
+/// each refill one request goes to Redis, when the cell is surely due, while the others wait
+/// for its answer. A request that might fit never waits: with room in the bucket, concurrent
+/// requests go to Redis together, pipelined. The cache only ever answers "denied" when Redis
+/// would too: it keeps a lower bound of each bucket's state, measured from the moment the
+/// request was sent. It holds at most 10,000 keys by default
 /// ([`RedisStoreBuilder::deny_cache_capacity`]; 0 turns it off).
 ///
 /// # Keys, prefixes, Redis Cluster
@@ -140,8 +142,7 @@ impl<K> fmt::Debug for FailurePolicy<K> {
 /// `PREFIX{KEY}#0`, `PREFIX{KEY}#1` …: the key is a Cluster hash tag, so all windows of a key
 /// live in one slot and the script works on a cluster; each bucket expires when its window is
 /// full again. The decisions are the memory store's, step for step (a differential test holds
-/// them to it). The local deny cache serves single-window checks only: with several windows
-/// every check asks Redis.
+/// them to it). The local deny cache serves them as it serves one window.
 ///
 /// # Limits
 ///
@@ -310,24 +311,27 @@ impl<K> RedisStore<K> {
     }
 }
 
-/// The GCRA parameters sent to the script, once the quota is known to fit in it.
-fn script_parameters(quota: &Quota) -> Result<(Gcra, u64, u64), StoreError> {
-    let gcra = Gcra::new(quota);
-    let t = gcra.interval();
-    let burst = u64::from(quota.burst().get());
-    if u128::from(t) * u128::from(burst) * 2 > MAX_SCRIPT_NANOS {
-        return Err(StoreError::with_source(
-            StoreErrorKind::Other,
-            "quota too long for the redis store: a full burst must refill within 52 days",
-        ));
-    }
-    // Cannot overflow: checked just above.
-    Ok((gcra, t, t * (burst - 1)))
-}
-
 thread_local! {
     /// The name of the bucket being checked, reused across calls on this thread.
     static NAME: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Writes the name under which the store keeps `key` under `windows` windows: `PREFIXKEY`
+/// for one window; for several, the name of the first window's bucket, `PREFIX{KEY}#0` (the
+/// others differ by their last byte, see [`Call::command`]). The braces are a Redis Cluster
+/// hash tag: every window of a key hashes to the same slot, so one script can read and write
+/// them all atomically. (The first `}` after the first `{` is at the same place in every name,
+/// whatever the key's bytes, so the names always share their slot.)
+fn write_name<K: RedisKey>(name: &mut Vec<u8>, prefix: &[u8], key: &K, windows: usize) {
+    name.clear();
+    name.extend_from_slice(prefix);
+    if windows == 1 {
+        key.write_redis_key(name);
+    } else {
+        name.push(b'{');
+        key.write_redis_key(name);
+        name.extend_from_slice(b"}#0");
+    }
 }
 
 impl<K> RedisStore<K>
@@ -335,8 +339,9 @@ where
     K: RedisKey + Hash + Eq + Clone + Send + Sync + 'static,
 {
     /// Decides with an explicit "now" instead of Redis' clock, bypassing the deny cache, the
-    /// circuit breaker and the failure policy (the timeout applies). For the differential tests only: `now` is the
-    /// time since the Unix epoch, and the buckets it writes never expire.
+    /// circuit breaker and the failure policy (the timeout applies). For the differential
+    /// tests only: `now` is the time since the Unix epoch, and the buckets it writes never
+    /// expire.
     #[doc(hidden)]
     pub async fn check_at(
         &self,
@@ -345,309 +350,217 @@ where
         cost: NonZeroU32,
         now: Duration,
     ) -> Result<Decision, StoreError> {
-        let now = Some((now.as_secs(), now.subsec_nanos()));
-        let quota = match windows {
-            [quota] => quota,
-            _ => {
-                let (gcra, call) = self.windows_call(key, windows, cost, now)?;
-                let reply = tokio::time::timeout(
-                    self.inner.timeout,
-                    call.run(
-                        self.inner.connection.clone(),
-                        &self.inner.windows_script_hash,
-                    ),
-                )
-                .await
-                .map_err(|_elapsed| StoreError::new(StoreErrorKind::Timeout))?
-                .map_err(store_error)?;
-                return reply.decision(&gcra, cost.get());
-            }
-        };
-        let (gcra, t, tau) = script_parameters(quota)?;
-        let mut name = self.inner.prefix.to_vec();
-        key.write_redis_key(&mut name);
-        let call = Call {
-            name,
-            t,
-            tau,
-            cost: cost.get().min(quota.burst().get().saturating_add(1)),
-            now,
-        };
-        let reply = tokio::time::timeout(
-            self.inner.timeout,
-            call.run(self.inner.connection.clone(), &self.inner.script_hash),
-        )
-        .await
-        .map_err(|_elapsed| StoreError::new(StoreErrorKind::Timeout))?
-        .map_err(store_error)?;
-        reply.decision(&gcra, cost.get())
+        let rule = Rule::new(windows)?;
+        let mut name = Vec::new();
+        write_name(&mut name, &self.inner.prefix, key, rule.len());
+        let call = Call::new(name, &rule, cost, Some((now.as_secs(), now.subsec_nanos())));
+        let reply = tokio::time::timeout(self.inner.timeout, call.run(&self.inner))
+            .await
+            .map_err(|_elapsed| StoreError::new(StoreErrorKind::Timeout))?
+            .map_err(store_error)?;
+        reply.decision(&rule, cost.get())
     }
 
-    fn fail(
+    /// One decision: the deny cache first (without allocating when it denies), then, unless
+    /// the circuit is open, Redis — after waiting for the answers in flight for the key, or
+    /// holding until its next cell, when the cache says so.
+    fn check_rule(&self, key: &K, rule: Rule, cost: NonZeroU32) -> RedisCheck {
+        let inner = &*self.inner;
+        let deadline = self.now().saturating_add(nanos(inner.timeout));
+        // The bucket's name, built in a reused buffer: a denial from the deny cache allocates
+        // nothing.
+        let looked_up = NAME.with(|name| {
+            let mut name = name.borrow_mut();
+            write_name(&mut name, &inner.prefix, key, rule.len());
+            match inner
+                .deny_cache
+                .lookup(&name, &rule, cost.get(), deadline, || self.now())
+            {
+                Lookup::Deny(decision) => Err(decision),
+                next => Ok((name.clone(), next)),
+            }
+        });
+        let (name, next) = match looked_up {
+            Ok(found) => found,
+            Err(decision) => return RedisCheck::ready(Ok(decision)),
+        };
+        // Sent at once: an open circuit answers without a round trip (and without a box).
+        let mut pending = Pending {
+            store: self.clone(),
+            name,
+            ticket: None,
+        };
+        let admission = match next {
+            Lookup::Send(ticket) => {
+                pending.ticket = Some(ticket);
+                let admission = inner.breaker.admit(self.now());
+                if admission == Admission::Reject {
+                    drop(pending);
+                    return RedisCheck::ready(self.circuit_open(Some(key), &rule, cost));
+                }
+                Some(admission)
+            }
+            Lookup::Deny(_) | Lookup::Wait(_) | Lookup::Hold(_) => None,
+        };
+        let key = matches!(inner.policy, FailurePolicy::Local(_)).then(|| key.clone());
+        RedisCheck {
+            state: State::Pending(Box::pin(decide(
+                pending, rule, cost, next, admission, deadline, key,
+            ))),
+        }
+    }
+
+    /// The failure policy's answer while the circuit is open.
+    fn circuit_open(
         &self,
         key: Option<&K>,
-        gcra: &Gcra,
-        quota: &Quota,
+        rule: &Rule,
         cost: NonZeroU32,
-        error: StoreError,
     ) -> Result<Decision, StoreError> {
-        apply_policy(&self.inner.policy, key, gcra, quota, cost, error)
-    }
-
-    /// The call of the windows script for `key` under `windows` (2 to [`MAX_WINDOWS`]).
-    fn windows_call(
-        &self,
-        key: &K,
-        windows: &[Quota],
-        cost: NonZeroU32,
-        now: Option<(u64, u32)>,
-    ) -> Result<(Windows, WindowsCall), StoreError> {
-        let gcra = Windows::new(windows).ok_or_else(|| {
-            StoreError::with_source(
-                StoreErrorKind::Other,
-                "a rate-limit check needs 1 to 4 windows",
-            )
-        })?;
-        let mut parameters = Vec::with_capacity(windows.len());
-        for quota in windows {
-            let (_, t, tau) = script_parameters(quota)?;
-            parameters.push((t, tau));
-        }
-        let smallest = windows
-            .iter()
-            .map(|quota| quota.burst().get())
-            .min()
-            .unwrap_or(1);
-        Ok((
-            gcra,
-            WindowsCall {
-                names: window_names(&self.inner.prefix, key, windows.len()),
-                parameters,
-                // Above the smallest burst the answer is "never": keep the numbers small.
-                cost: cost.get().min(smallest.saturating_add(1)),
-                now,
-            },
-        ))
-    }
-
-    /// Several windows: one script call over one bucket per window (no deny cache), with the
-    /// same circuit breaker and failure policy as one window.
-    fn check_windows(&self, key: &K, windows: &[Quota], cost: NonZeroU32) -> RedisCheck {
-        let (gcra, call) = match self.windows_call(key, windows, cost, None) {
-            Ok(call) => call,
-            Err(error) => return RedisCheck::ready(Err(error)),
-        };
-        let inner = &*self.inner;
-        let admission = inner.breaker.admit(self.now());
-        if admission == Admission::Reject {
-            let error = StoreError::with_source(
-                StoreErrorKind::Unavailable,
-                "redis circuit open after a failure",
-            );
-            return RedisCheck::ready(apply_windows_policy(
-                &inner.policy,
-                Some(key),
-                &gcra,
-                windows,
-                cost,
-                error,
-            ));
-        }
-        let store = self.clone();
-        let key = matches!(inner.policy, FailurePolicy::Local(_)).then(|| key.clone());
-        let windows = windows.to_vec();
-        RedisCheck {
-            state: State::Pending(Box::pin(async move {
-                let inner = &*store.inner;
-                let outcome = tokio::time::timeout(
-                    inner.timeout,
-                    call.run(inner.connection.clone(), &inner.windows_script_hash),
-                )
-                .await;
-                let failure = match outcome {
-                    Ok(Ok(reply)) => {
-                        inner.breaker.on_success(admission);
-                        return reply.decision(&gcra, cost.get());
-                    }
-                    Ok(Err(error)) => store_error(error),
-                    Err(_elapsed) => StoreError::with_source(
-                        StoreErrorKind::Timeout,
-                        "redis did not answer within the timeout",
-                    ),
-                };
-                if matches!(
-                    failure.kind(),
-                    StoreErrorKind::Unavailable | StoreErrorKind::Timeout
-                ) {
-                    inner.breaker.on_failure(admission, store.now(), &failure);
-                } else {
-                    inner.breaker.on_success(admission);
-                }
-                apply_windows_policy(&inner.policy, key.as_ref(), &gcra, &windows, cost, failure)
-            })),
-        }
+        let error = StoreError::with_source(
+            StoreErrorKind::Unavailable,
+            "redis circuit open after a failure",
+        );
+        apply_policy(&self.inner.policy, key, rule, cost, error)
     }
 }
 
-/// The buckets of `key` under several windows: `PREFIX{KEY}#0`, `PREFIX{KEY}#1` … The braces
-/// are a Redis Cluster hash tag: every window of a key hashes to the same slot, so one script
-/// can read and write them all atomically. (The first `}` after the first `{` is at the same
-/// place in every name, whatever the key's bytes, so the names always share their slot.)
-fn window_names<K: RedisKey>(prefix: &[u8], key: &K, windows: usize) -> Vec<Vec<u8>> {
-    let mut base = prefix.to_vec();
-    base.push(b'{');
-    key.write_redis_key(&mut base);
-    base.extend_from_slice(b"}#");
-    (0..windows)
-        .map(|index| {
-            let mut name = base.clone();
-            // At most MAX_WINDOWS (4): one digit.
-            name.push(b'0' + (index % 10) as u8);
-            name
-        })
-        .collect()
-}
-
-/// What the store answers for several windows while Redis fails: as [`apply_policy`].
-fn apply_windows_policy<K>(
-    policy: &FailurePolicy<K>,
-    key: Option<&K>,
-    gcra: &Windows,
-    windows: &[Quota],
+/// The asynchronous part of [`RedisStore::check_rule`]: wait or hold as the deny cache says,
+/// until it denies the request or lets it go; then one round trip to Redis, whose answer the
+/// cache records. `pending` holds the request's ticket once it has one (from the start when
+/// `next` is [`Lookup::Send`] and `admission` is known): dropped unpolled or midway, it ends
+/// the ticket.
+#[allow(clippy::too_many_arguments)] // the state of one decision, handed over once
+async fn decide<K>(
+    mut pending: Pending<K>,
+    rule: Rule,
     cost: NonZeroU32,
-    error: StoreError,
+    mut next: Lookup,
+    admission: Option<Admission>,
+    deadline: u64,
+    key: Option<K>,
 ) -> Result<Decision, StoreError>
 where
-    K: Hash + Eq + Clone + Send + Sync + 'static,
+    K: RedisKey + Hash + Eq + Clone + Send + Sync + 'static,
 {
-    match (policy, key) {
-        (FailurePolicy::Open, _) => {
-            // As if every window were full: a fresh key at time 0.
-            let absent = [0; MAX_WINDOWS];
-            let verdict = gcra.verdict(&absent, 0, cost.get());
-            let after = match verdict {
-                WindowsVerdict::Allow { new_tats } => new_tats,
-                WindowsVerdict::DenyUntil { .. } | WindowsVerdict::DenyForever => absent,
-            };
-            Ok(gcra.decision(verdict, &after, 0))
-        }
-        (FailurePolicy::Local(store), Some(key)) => store.check(key, windows, cost).into_inner(),
-        (FailurePolicy::Closed | FailurePolicy::Local(_), _) => Err(error),
-    }
-}
-
-/// One call of the windows script.
-struct WindowsCall {
-    names: Vec<Vec<u8>>,
-    /// `(T, tau)` per window.
-    parameters: Vec<(u64, u64)>,
-    cost: u32,
-    /// Tests only: (seconds since the Unix epoch, nanoseconds).
-    now: Option<(u64, u32)>,
-}
-
-/// The windows script's reply: whether it allowed, and each window's TAT before and after,
-/// relative to its now (the unused tail zero).
-#[derive(Debug, Clone, Copy)]
-struct WindowsReply {
-    allowed: bool,
-    before: [u64; MAX_WINDOWS],
-    after: [u64; MAX_WINDOWS],
-}
-
-impl WindowsCall {
-    fn command(&self, name: &str, script: &str) -> Cmd {
-        let mut cmd = ::redis::cmd(name);
-        cmd.arg(script).arg(self.names.len());
-        for name in &self.names {
-            cmd.arg(name);
-        }
-        cmd.arg(self.names.len()).arg(self.cost);
-        for (t, tau) in &self.parameters {
-            cmd.arg(*t).arg(*tau);
-        }
-        if let Some((seconds, nanos)) = self.now {
-            cmd.arg(seconds).arg(nanos);
-        }
-        cmd
-    }
-
-    async fn run(&self, connection: Connection, hash: &str) -> Result<WindowsReply, RedisError> {
-        match connection {
-            Connection::Single(mut connection) => self.run_on(&mut connection, hash).await,
-            Connection::Cluster(mut connection) => self.run_on(&mut connection, hash).await,
-        }
-    }
-
-    async fn run_on<C: ConnectionLike + Send>(
-        &self,
-        connection: &mut C,
-        hash: &str,
-    ) -> Result<WindowsReply, RedisError> {
-        let evalsha = self.command("EVALSHA", hash);
-        let reply: Vec<i64> = match evalsha.query_async(connection).await {
-            Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                self.command("EVAL", WINDOWS_SCRIPT)
-                    .query_async(connection)
-                    .await?
+    let store = pending.store.clone();
+    let inner = &*store.inner;
+    let cache = &inner.deny_cache;
+    // Every turn either ends the loop or waits for news (an answer or a release for this key,
+    // or the time of its next cell) bounded by the deadline; past the deadline the cache
+    // answers `Send` or `Deny`: the loop is bounded.
+    while pending.ticket.is_none() {
+        match next {
+            Lookup::Deny(decision) => return Ok(decision),
+            Lookup::Send(ticket) => {
+                pending.ticket = Some(ticket);
+                break;
             }
-            reply => reply?,
-        };
-        let invalid = || {
-            RedisError::from((
-                ErrorKind::UnexpectedReturnType,
-                "the rate-limit windows script answered an unexpected reply",
-            ))
-        };
-        let count = self.names.len();
-        if reply.len() != 1 + 2 * count || count > MAX_WINDOWS {
-            return Err(invalid());
-        }
-        let allowed = match reply[0] {
-            0 => false,
-            1 => true,
-            _ => return Err(invalid()),
-        };
-        let mut before = [0; MAX_WINDOWS];
-        let mut after = [0; MAX_WINDOWS];
-        for index in 0..count {
-            before[index] = u64::try_from(reply[1 + 2 * index]).map_err(|_| invalid())?;
-            after[index] = u64::try_from(reply[2 + 2 * index]).map_err(|_| invalid())?;
-        }
-        Ok(WindowsReply {
-            allowed,
-            before,
-            after,
-        })
-    }
-}
-
-impl WindowsReply {
-    /// The decision, computed by the shared arithmetic from the state the script saw (times
-    /// relative to its now, 0 here), after checking that the script decided the same.
-    fn decision(&self, gcra: &Windows, cost: u32) -> Result<Decision, StoreError> {
-        let verdict = gcra.verdict(&self.before, 0, cost);
-        let agrees = match verdict {
-            WindowsVerdict::Allow { new_tats } => self.allowed && new_tats == self.after,
-            WindowsVerdict::DenyUntil { .. } | WindowsVerdict::DenyForever => {
-                !self.allowed && self.after == self.before
+            Lookup::Wait(wait) => {
+                let notified = wait.notify.notified();
+                // Created before the version is read: an answer after this read wakes it.
+                if cache.version(&pending.name) == Some(wait.version) {
+                    let left = deadline.saturating_sub(store.now());
+                    let _ = tokio::time::timeout(Duration::from_nanos(left), notified).await;
+                }
             }
-        };
-        if !agrees {
-            return Err(StoreError::with_source(
-                StoreErrorKind::InvalidResponse,
-                "the rate-limit windows script and the local arithmetic disagree",
-            ));
+            Lookup::Hold(wait) => tokio::time::sleep(Duration::from_nanos(wait)).await,
         }
-        Ok(gcra.decision(verdict, &self.after, 0))
+        next = cache.lookup(&pending.name, &rule, cost.get(), deadline, || store.now());
+    }
+    // A request that waited has what is left of its timeout; none left (an answer for its
+    // key is slower than that), the policy answers without asking Redis again.
+    let (admission, budget) = match admission {
+        Some(admission) => (admission, inner.timeout),
+        None => {
+            let left = deadline.saturating_sub(store.now());
+            if left == 0 {
+                drop(pending);
+                let error = StoreError::with_source(
+                    StoreErrorKind::Timeout,
+                    "redis did not answer within the timeout",
+                );
+                return apply_policy(&inner.policy, key.as_ref(), &rule, cost, error);
+            }
+            match inner.breaker.admit(store.now()) {
+                Admission::Reject => {
+                    drop(pending);
+                    return store.circuit_open(key.as_ref(), &rule, cost);
+                }
+                admission => (admission, Duration::from_nanos(left)),
+            }
+        }
+    };
+    let call = Call::new(pending.name.clone(), &rule, cost, None);
+    let sent = store.now();
+    let outcome = tokio::time::timeout(budget, call.run(inner)).await;
+    let failure = match outcome {
+        Ok(Ok(reply)) => {
+            inner.breaker.on_success(admission);
+            let decision = reply.decision(&rule, cost.get());
+            if decision.is_ok() {
+                if let Some(ticket) = pending.ticket.take() {
+                    cache.record(
+                        &pending.name,
+                        &rule,
+                        ticket,
+                        sent,
+                        store.now(),
+                        &reply.after,
+                    );
+                }
+            }
+            return decision;
+        }
+        Ok(Err(error)) => store_error(error),
+        Err(_elapsed) => StoreError::with_source(
+            StoreErrorKind::Timeout,
+            "redis did not answer within the timeout",
+        ),
+    };
+    let partial_timeout = failure.kind() == StoreErrorKind::Timeout
+        && budget < inner.timeout
+        && admission == Admission::Call;
+    if partial_timeout {
+        // Less than the full timeout after waiting: no evidence against Redis, the circuit
+        // stays as it is (a probe always reports, below).
+    } else if matches!(
+        failure.kind(),
+        StoreErrorKind::Unavailable | StoreErrorKind::Timeout
+    ) {
+        inner.breaker.on_failure(admission, store.now(), &failure);
+    } else {
+        // Redis answered, with an error about this call (a key of another type under our
+        // name, say): the policy answers it, the circuit stays closed.
+        inner.breaker.on_success(admission);
+    }
+    drop(pending);
+    apply_policy(&inner.policy, key.as_ref(), &rule, cost, failure)
+}
+
+/// A request counted in flight by the deny cache. Dropped without an answer (a failure, or
+/// the caller gave up), it ends its ticket, so that the requests waiting for it look again.
+struct Pending<K> {
+    store: RedisStore<K>,
+    name: Vec<u8>,
+    ticket: Option<Ticket>,
+}
+
+impl<K> Drop for Pending<K> {
+    fn drop(&mut self) {
+        if let Some(ticket) = self.ticket.take() {
+            let inner = &*self.store.inner;
+            let now = nanos(inner.origin.elapsed());
+            inner.deny_cache.release(&self.name, ticket, now);
+        }
     }
 }
 
+/// What the store answers while Redis fails (the [`FailurePolicy`]).
 fn apply_policy<K>(
     policy: &FailurePolicy<K>,
     key: Option<&K>,
-    gcra: &Gcra,
-    quota: &Quota,
+    rule: &Rule,
     cost: NonZeroU32,
     error: StoreError,
 ) -> Result<Decision, StoreError>
@@ -655,18 +568,11 @@ where
     K: Hash + Eq + Clone + Send + Sync + 'static,
 {
     match (policy, key) {
-        (FailurePolicy::Open, _) => {
-            // As if the bucket were full: a fresh key at time 0.
-            let verdict = gcra.verdict(None, 0, cost.get());
-            let after = match verdict {
-                Verdict::Allow { new_tat } => Some(new_tat),
-                Verdict::DenyUntil { .. } | Verdict::DenyForever => None,
-            };
-            Ok(gcra.decision(verdict, after, 0))
+        // As if every bucket were full: a fresh key at time 0.
+        (FailurePolicy::Open, _) => Ok(rule.decide(&[0; MAX_WINDOWS], cost.get()).1),
+        (FailurePolicy::Local(store), Some(key)) => {
+            store.check(key, rule.quotas(), cost).into_inner()
         }
-        (FailurePolicy::Local(store), Some(key)) => store
-            .check(key, std::slice::from_ref(quota), cost)
-            .into_inner(),
         (FailurePolicy::Closed | FailurePolicy::Local(_), _) => Err(error),
     }
 }
@@ -677,178 +583,87 @@ where
 {
     type Future = RedisCheck;
 
-    /// One window: the GCRA script on one bucket, with the deny cache. Several windows: the
-    /// windows script on one bucket per window, all in one hash slot (see [`RedisStore`]),
-    /// without the deny cache.
+    /// One window: the GCRA script on one bucket. Several windows: the windows script on one
+    /// bucket per window, all in one hash slot (see [`RedisStore`]). Both through the deny
+    /// cache.
     fn check(&self, key: &K, windows: &[Quota], cost: NonZeroU32) -> Self::Future {
-        match windows {
-            [quota] => self.check_one(key, quota, cost),
-            _ => self.check_windows(key, windows, cost),
+        match Rule::new(windows) {
+            Ok(rule) => self.check_rule(key, rule, cost),
+            Err(error) => RedisCheck::ready(Err(error)),
         }
     }
 }
 
-impl<K> RedisStore<K>
-where
-    K: RedisKey + Hash + Eq + Clone + Send + Sync + 'static,
-{
-    fn check_one(&self, key: &K, quota: &Quota, cost: NonZeroU32) -> RedisCheck {
-        let (gcra, t, tau) = match script_parameters(quota) {
-            Ok(parameters) => parameters,
-            Err(error) => return RedisCheck::ready(Err(error)),
-        };
-        let inner = &*self.inner;
-        // The bucket's name, built in a reused buffer: a denial from the deny cache allocates
-        // nothing.
-        let looked_up = NAME.with(|name| {
-            let mut name = name.borrow_mut();
-            name.clear();
-            name.extend_from_slice(&inner.prefix);
-            key.write_redis_key(&mut name);
-            match inner
-                .deny_cache
-                .lookup(&name, &gcra, cost.get(), || self.now())
-            {
-                Lookup::Deny(decision) => Err(decision),
-                Lookup::Probe(probe) => Ok((name.clone(), Some(probe))),
-                Lookup::Miss => Ok((name.clone(), None)),
-            }
-        });
-        let (name, probe) = match looked_up {
-            Ok(found) => found,
-            Err(decision) => return RedisCheck::ready(Ok(decision)),
-        };
-
-        let admission = inner.breaker.admit(self.now());
-        if admission == Admission::Reject {
-            if let Some(probe) = probe {
-                inner.deny_cache.release(&name, probe);
-            }
-            let error = StoreError::with_source(
-                StoreErrorKind::Unavailable,
-                "redis circuit open after a failure",
-            );
-            return RedisCheck::ready(self.fail(Some(key), &gcra, quota, cost, error));
-        }
-
-        let mut pending = Pending {
-            store: self.clone(),
-            call: Call {
-                name,
-                t,
-                tau,
-                // Above the burst the answer is "never" whatever the cost: keep the script's
-                // numbers small.
-                cost: cost.get().min(quota.burst().get().saturating_add(1)),
-                now: None,
-            },
-            probe,
-        };
-        let key = matches!(inner.policy, FailurePolicy::Local(_)).then(|| key.clone());
-        let quota = *quota;
-        RedisCheck {
-            state: State::Pending(Box::pin(async move {
-                let store = pending.store.clone();
-                let inner = &*store.inner;
-                let sent = store.now();
-                let outcome = tokio::time::timeout(
-                    inner.timeout,
-                    pending
-                        .call
-                        .run(inner.connection.clone(), &inner.script_hash),
-                )
-                .await;
-                let failure = match outcome {
-                    Ok(Ok(reply)) => {
-                        inner.breaker.on_success(admission);
-                        let decision = reply.decision(&gcra, cost.get());
-                        if decision.is_ok() {
-                            inner.deny_cache.record(
-                                &pending.call.name,
-                                &gcra,
-                                sent.saturating_add(reply.after),
-                                store.now(),
-                                pending.probe.take(),
-                            );
-                        }
-                        return decision;
-                    }
-                    Ok(Err(error)) => store_error(error),
-                    Err(_elapsed) => StoreError::with_source(
-                        StoreErrorKind::Timeout,
-                        "redis did not answer within the timeout",
-                    ),
-                };
-                if matches!(
-                    failure.kind(),
-                    StoreErrorKind::Unavailable | StoreErrorKind::Timeout
-                ) {
-                    inner.breaker.on_failure(admission, store.now(), &failure);
-                } else {
-                    // Redis answered, with an error about this call (a key of another type
-                    // under our name, say): the policy answers it, the circuit stays closed.
-                    inner.breaker.on_success(admission);
-                }
-                drop(pending);
-                store.fail(key.as_ref(), &gcra, &quota, cost, failure)
-            })),
-        }
-    }
-}
-
-/// A call on its way to Redis. Dropped without an answer (a failure, or the caller gave up),
-/// it ends its deny-cache probe so that the next request probes instead.
-struct Pending<K> {
-    store: RedisStore<K>,
-    call: Call,
-    probe: Option<u64>,
-}
-
-impl<K> Drop for Pending<K> {
-    fn drop(&mut self) {
-        if let Some(probe) = self.probe.take() {
-            self.store.inner.deny_cache.release(&self.call.name, probe);
-        }
-    }
-}
-
-/// One script call: the bucket's name and the script's arguments.
+/// One script call: `gcra.lua` for one window, `gcra_windows.lua` for several.
 struct Call {
+    /// The bucket's name; with several windows, the first window's (see [`write_name`]).
     name: Vec<u8>,
-    t: u64,
-    tau: u64,
+    windows: usize,
+    /// `(T, tau)` per window.
+    parameters: [(u64, u64); MAX_WINDOWS],
     cost: u32,
     /// Tests only: (seconds since the Unix epoch, nanoseconds).
     now: Option<(u64, u32)>,
 }
 
-/// The script's reply: whether it allowed, and the TAT before and after, relative to its now.
+/// A script's reply: whether it allowed, and each window's TAT before and after, relative to
+/// its now (the unused tail zero).
 #[derive(Debug, Clone, Copy)]
 struct Reply {
     allowed: bool,
-    before: u64,
-    after: u64,
+    before: [u64; MAX_WINDOWS],
+    after: [u64; MAX_WINDOWS],
 }
 
 impl Call {
-    fn command(&self, name: &str, script: &str) -> Cmd {
-        let mut cmd = ::redis::cmd(name);
-        cmd.arg(script)
-            .arg(1)
-            .arg(&self.name)
-            .arg(self.t)
-            .arg(self.tau)
-            .arg(self.cost);
+    fn new(name: Vec<u8>, rule: &Rule, cost: NonZeroU32, now: Option<(u64, u32)>) -> Self {
+        let mut parameters = [(0, 0); MAX_WINDOWS];
+        parameters[..rule.len()].copy_from_slice(rule.parameters());
+        Self {
+            name,
+            windows: rule.len(),
+            parameters,
+            cost: rule.script_cost(cost),
+            now,
+        }
+    }
+
+    /// `EVALSHA hash …` or `EVAL script …`, with the arguments of the script's header.
+    fn command(&self, command: &str, script: &str) -> Cmd {
+        let mut cmd = ::redis::cmd(command);
+        cmd.arg(script).arg(self.windows);
+        if self.windows == 1 {
+            let (t, tau) = self.parameters[0];
+            cmd.arg(&self.name).arg(t).arg(tau).arg(self.cost);
+        } else {
+            // `PREFIX{KEY}#0`, `PREFIX{KEY}#1` …: at most MAX_WINDOWS (4), one digit.
+            let mut name = self.name.clone();
+            for index in 0..self.windows {
+                if let Some(last) = name.last_mut() {
+                    *last = b'0' + (index % 10) as u8;
+                }
+                cmd.arg(&name);
+            }
+            cmd.arg(self.windows).arg(self.cost);
+            for (t, tau) in &self.parameters[..self.windows] {
+                cmd.arg(*t).arg(*tau);
+            }
+        }
         if let Some((seconds, nanos)) = self.now {
             cmd.arg(seconds).arg(nanos);
         }
         cmd
     }
 
-    async fn run(&self, connection: Connection, hash: &str) -> Result<Reply, RedisError> {
-        match connection {
-            Connection::Single(mut connection) => self.run_on(&mut connection, hash).await,
-            Connection::Cluster(mut connection) => self.run_on(&mut connection, hash).await,
+    async fn run<K>(&self, inner: &Inner<K>) -> Result<Reply, RedisError> {
+        let (hash, script) = if self.windows == 1 {
+            (&inner.script_hash, SCRIPT)
+        } else {
+            (&inner.windows_script_hash, WINDOWS_SCRIPT)
+        };
+        match inner.connection.clone() {
+            Connection::Single(mut connection) => self.run_on(&mut connection, hash, script).await,
+            Connection::Cluster(mut connection) => self.run_on(&mut connection, hash, script).await,
         }
     }
 
@@ -856,28 +671,42 @@ impl Call {
         &self,
         connection: &mut C,
         hash: &str,
+        script: &str,
     ) -> Result<Reply, RedisError> {
-        let evalsha = self.command("EVALSHA", hash);
-        let reply: (i64, i64, i64) = match evalsha.query_async(connection).await {
+        let reply: Vec<i64> = match self.command("EVALSHA", hash).query_async(connection).await {
             Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
                 // A restarted or flushed server: send the script itself, which Redis caches
                 // again (on the node that owns the key, in a cluster).
-                self.command("EVAL", SCRIPT).query_async(connection).await?
+                self.command("EVAL", script).query_async(connection).await?
             }
             reply => reply?,
         };
-        let (allowed, before, after) = reply;
-        match (allowed, u64::try_from(before), u64::try_from(after)) {
-            (0 | 1, Ok(before), Ok(after)) => Ok(Reply {
-                allowed: allowed == 1,
-                before,
-                after,
-            }),
-            _ => Err(RedisError::from((
+        let invalid = || {
+            RedisError::from((
                 ErrorKind::UnexpectedReturnType,
-                "the rate-limit script answered out-of-range numbers",
-            ))),
+                "the rate-limit script answered an unexpected reply",
+            ))
+        };
+        // {allowed, before_1, after_1, …}: the same shape from both scripts.
+        if reply.len() != 1 + 2 * self.windows || self.windows > MAX_WINDOWS {
+            return Err(invalid());
         }
+        let allowed = match reply[0] {
+            0 => false,
+            1 => true,
+            _ => return Err(invalid()),
+        };
+        let mut before = [0; MAX_WINDOWS];
+        let mut after = [0; MAX_WINDOWS];
+        for index in 0..self.windows {
+            before[index] = u64::try_from(reply[1 + 2 * index]).map_err(|_| invalid())?;
+            after[index] = u64::try_from(reply[2 + 2 * index]).map_err(|_| invalid())?;
+        }
+        Ok(Reply {
+            allowed,
+            before,
+            after,
+        })
     }
 }
 
@@ -885,11 +714,12 @@ impl Reply {
     /// The decision, computed by the shared GCRA code from the state the script saw (times
     /// relative to the script's now, which is 0 here), after checking that the script decided
     /// the same.
-    fn decision(&self, gcra: &Gcra, cost: u32) -> Result<Decision, StoreError> {
-        let verdict = gcra.verdict(Some(self.before), 0, cost);
-        let agrees = match verdict {
-            Verdict::Allow { new_tat } => self.allowed && new_tat == self.after,
-            Verdict::DenyUntil { .. } | Verdict::DenyForever => {
+    fn decision(&self, rule: &Rule, cost: u32) -> Result<Decision, StoreError> {
+        let (outcome, decision) = rule.decide(&self.before, cost);
+        let windows = rule.len();
+        let agrees = match outcome {
+            Outcome::Allow(after) => self.allowed && after[..windows] == self.after[..windows],
+            Outcome::DenyFor(_) | Outcome::DenyForever => {
                 !self.allowed && self.after == self.before
             }
         };
@@ -899,7 +729,7 @@ impl Reply {
                 "the rate-limit script and the local arithmetic disagree",
             ));
         }
-        Ok(gcra.decision(verdict, Some(self.after), 0))
+        Ok(decision)
     }
 }
 
@@ -1019,7 +849,8 @@ impl<K> RedisStoreBuilder<K> {
     }
 
     /// How long one decision may wait for Redis (default 50 ms); then the failure policy
-    /// answers.
+    /// answers. A request that waited for the answers in flight for its key (see "The local
+    /// deny cache" on [`RedisStore`]) has what is left of this time.
     #[must_use]
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
@@ -1121,89 +952,95 @@ mod tests {
         text.parse().unwrap()
     }
 
-    #[test]
-    fn script_parameters_are_the_memory_stores() {
-        let (gcra, t, tau) = script_parameters(&quota("10/s")).unwrap();
-        assert_eq!(gcra, Gcra::new(&quota("10/s")));
-        assert_eq!((t, tau), (100_000_000, 900_000_000));
-        // A day's burst fits; a burst that takes a year to refill does not.
-        assert!(
-            script_parameters(&quota("1000/h").allow_burst(NonZeroU32::new(24_000).unwrap()))
-                .is_ok()
-        );
-        let error = script_parameters(&quota("1/h").allow_burst(NonZeroU32::new(9_000).unwrap()))
-            .unwrap_err();
-        assert_eq!(error.kind(), StoreErrorKind::Other);
+    fn reply(allowed: bool, before: u64, after: u64) -> Reply {
+        Reply {
+            allowed,
+            before: [before, 0, 0, 0],
+            after: [after, 0, 0, 0],
+        }
     }
 
     #[test]
     fn a_reply_is_checked_against_the_shared_arithmetic() {
         // 10/s, burst 3: T = 100 ms, tau = 200 ms.
-        let gcra = Gcra::new(&quota("10/s").allow_burst(NonZeroU32::new(3).unwrap()));
+        let rule = Rule::new(&[quota("10/s").allow_burst(NonZeroU32::new(3).unwrap())]).unwrap();
         let ms = 1_000_000;
-        let allowed = Reply {
-            allowed: true,
-            before: 0,
-            after: 100 * ms,
-        };
-        let decision = allowed.decision(&gcra, 1).unwrap();
+        let decision = reply(true, 0, 100 * ms).decision(&rule, 1).unwrap();
         assert!(decision.allowed());
         assert_eq!(decision.remaining(), 2);
         assert_eq!(decision.full_after(), Duration::from_millis(100));
 
-        let denied = Reply {
-            allowed: false,
-            before: 300 * ms,
-            after: 300 * ms,
-        };
-        let decision = denied.decision(&gcra, 1).unwrap();
+        let decision = reply(false, 300 * ms, 300 * ms).decision(&rule, 1).unwrap();
         assert_eq!(decision.retry_after(), Some(Duration::from_millis(100)));
 
         // A script that allowed what the arithmetic denies is an invalid response.
-        let wrong = Reply {
-            allowed: true,
-            before: 300 * ms,
-            after: 400 * ms,
-        };
         assert_eq!(
-            wrong.decision(&gcra, 1).unwrap_err().kind(),
+            reply(true, 300 * ms, 400 * ms)
+                .decision(&rule, 1)
+                .unwrap_err()
+                .kind(),
             StoreErrorKind::InvalidResponse
         );
-        let wrong_tat = Reply {
+        assert!(reply(true, 0, 200 * ms).decision(&rule, 1).is_err());
+        // Several windows: every window's TAT must agree.
+        let rule = Rule::new(&[quota("10/s"), quota("60/min")]).unwrap();
+        let both = Reply {
             allowed: true,
-            before: 0,
-            after: 200 * ms,
+            before: [0; MAX_WINDOWS],
+            after: [100 * ms, 1_000 * ms, 0, 0],
         };
-        assert!(wrong_tat.decision(&gcra, 1).is_err());
+        assert!(both.decision(&rule, 1).unwrap().allowed());
+        let wrong = Reply {
+            after: [100 * ms, 900 * ms, 0, 0],
+            ..both
+        };
+        assert!(wrong.decision(&rule, 1).is_err());
     }
 
     #[test]
     fn the_failure_policies() {
         let q = quota("10/s").allow_burst(NonZeroU32::new(3).unwrap());
-        let gcra = Gcra::new(&q);
+        let rule = Rule::new(&[q]).unwrap();
         let one = NonZeroU32::MIN;
         let error = || StoreError::new(StoreErrorKind::Timeout);
 
-        let open = apply_policy::<u32>(&FailurePolicy::Open, Some(&1), &gcra, &q, one, error());
+        let open = apply_policy::<u32>(&FailurePolicy::Open, Some(&1), &rule, one, error());
         let open = open.unwrap();
         assert!(open.allowed());
         assert_eq!(open.remaining(), 2);
         // Open still refuses what can never pass.
         let never = NonZeroU32::new(4).unwrap();
-        let open = apply_policy::<u32>(&FailurePolicy::Open, Some(&1), &gcra, &q, never, error());
+        let open = apply_policy::<u32>(&FailurePolicy::Open, Some(&1), &rule, never, error());
         assert_eq!(open.unwrap().retry_after(), None);
 
-        let closed = apply_policy::<u32>(&FailurePolicy::Closed, Some(&1), &gcra, &q, one, error());
+        let closed = apply_policy::<u32>(&FailurePolicy::Closed, Some(&1), &rule, one, error());
         assert_eq!(closed.unwrap_err().kind(), StoreErrorKind::Timeout);
 
         let local = FailurePolicy::Local(MemoryStore::<u32>::new());
         for _ in 0..3 {
-            let decision = apply_policy(&local, Some(&1), &gcra, &q, one, error()).unwrap();
+            let decision = apply_policy(&local, Some(&1), &rule, one, error()).unwrap();
             assert!(decision.allowed());
         }
-        let decision = apply_policy(&local, Some(&1), &gcra, &q, one, error()).unwrap();
+        let decision = apply_policy(&local, Some(&1), &rule, one, error()).unwrap();
         assert!(!decision.allowed());
         assert!(format!("{local:?}").starts_with("Local(MemoryStore"));
+    }
+
+    #[test]
+    fn names_of_one_window_and_of_several() {
+        let mut name = b"stale".to_vec();
+        write_name(&mut name, b"p:", &"k", 1);
+        assert_eq!(name, b"p:k");
+        write_name(&mut name, b"p:", &"k", 3);
+        assert_eq!(name, b"p:{k}#0");
+        let rule = Rule::new(&[quota("10/s"), quota("60/min"), quota("1000/h")]).unwrap();
+        let call = Call::new(name, &rule, NonZeroU32::MIN, None);
+        let packed = call.command("EVALSHA", "hash").get_packed_command();
+        let text = String::from_utf8_lossy(&packed);
+        for window in ["p:{k}#0", "p:{k}#1", "p:{k}#2"] {
+            assert!(text.contains(window), "{text}");
+        }
+        assert!(!text.contains("p:{k}#3"), "{text}");
     }
 
     #[test]

@@ -1,71 +1,135 @@
-//! The local deny cache: a key whose bucket Redis reported empty is answered here until its
-//! next cell is due, so a flood on one key costs Redis a few commands per cell, not one per
-//! request.
+//! The local deny cache: what this instance knows of a key's buckets, so that a flood on one
+//! key costs Redis about one command per cell instead of one per request.
 //!
 //! # Why the decisions stay exact
 //!
-//! Each entry keeps a *lower bound* of the key's theoretical arrival time (TAT) on the local
-//! monotonic clock: the TAT Redis returned, relative to Redis' "now", added to the instant the
-//! request was *sent*. Redis ran the script after that instant, so the true TAT is at least as
-//! late. And a TAT never moves back (other instances only push it forward; an expired key is a
-//! full bucket, which a lower bound already treats as such). So when the cached bound says
-//! "denied", Redis would say "denied" too. The retry-after answered locally can be shorter than
-//! Redis' by the network delay, never longer.
+//! Each entry keeps a *lower bound* of each bucket's theoretical arrival time (TAT) on the
+//! local monotonic clock: the TAT Redis returned, relative to Redis' "now", added to the
+//! instant the request was *sent* (less one microsecond: Redis' `TIME` has microsecond
+//! resolution, so its "now" may lag the true instant by up to that). Redis ran the script after
+//! that instant, so the true TAT is at least as late. And a TAT never moves back (other
+//! instances only push it forward; an expired key is a full bucket, which a lower bound
+//! already treats as such). A request is denied locally only when this lower bound denies it
+//! at the moment it is answered: Redis, asked at that moment, would deny it too. The
+//! retry-after answered locally can be shorter than Redis' by the network delay, never longer.
 //!
-//! # One request per refill
+//! # Requests in flight: wait for the answers instead of asking again
 //!
-//! When the next cell comes due, the first request for the key becomes its *probe* and goes to
-//! Redis. While the probe is on its way, a concurrent request that costs at least as much as
-//! the probe, and would not fit even after the probe was charged, is denied locally: whichever
-//! way Redis decides the probe, it would deny that request right after it (if the probe is
-//! allowed, the bucket has its cost less; if it is denied, a request at least as large is
-//! denied too). So a flood on one key sends one probe at a time to Redis, not one command per
-//! concurrent request. A request that might fit goes to Redis as usual.
+//! An entry also counts the cells this instance has sent to Redis for the key and not yet seen
+//! answered. A request that could not fit even if every one of them were admitted does not go
+//! to Redis: it *waits* for their answers (at most the store's timeout), then looks again. An
+//! answer can only raise the lower bound, so the waiting request is then denied locally if the
+//! bound proves Redis would deny it, and sent otherwise. Waiting changes the moment a request is
+//! decided, never the rule it is decided by: the decision stays exact. So 64 concurrent first
+//! requests on a fresh key of burst 1 cost Redis one command: one goes, 63 wait for its answer
+//! and are denied by it. A request that might fit never waits: with room in the bucket (the
+//! allow path) requests go to Redis concurrently, pipelined on the multiplexed connection.
 //!
-//! The entry being a lower bound, the first probe after a refill may reach Redis a network
-//! delay before the cell is really due: Redis denies it (exactly), its answer tightens the
-//! bound, and the next probe takes the cell. Two or three commands per cell, in practice.
+//! # One probe per refill
 //!
-//! The map is bounded and sharded (up to 16 shards, each with its own lock and its share of
-//! the capacity): at capacity, a shard drops its expired entries first, then an arbitrary one.
+//! The lower bound may be early by up to the network delay of the request that measured it, so
+//! a request sent the moment the bound lets a cell through may reach Redis before the cell is
+//! due, be denied there, and cost a second command. Each entry therefore also keeps an
+//! *estimate* from above: the TAT Redis returned added to the instant its answer *arrived*
+//! (plus a microsecond), which is where the TAT is unless another instance moved it. A request
+//! that the lower bound no longer denies but the estimate still does is *held* until the
+//! estimate lets it through (one round trip at most, within the store's timeout), then looks
+//! again: the first one is sent, and the others find it in flight and wait for its answer. With
+//! one instance the cell is due when that request reaches Redis: one command per cell.
+//!
+//! # Memory
+//!
+//! An entry lives while requests are in flight for its key, and then only while it still
+//! denies or holds a request of one cell. The map is bounded and sharded (up to 16 shards, each
+//! with its own lock and its share of the capacity): at capacity, a shard drops the entries that
+//! no longer serve, then an arbitrary one without requests in flight; when every entry has
+//! requests in flight, a new key goes to Redis untracked. No lock is held across an await:
+//! waiting requests hold a handle to the entry's [`Notify`], made by the first of them.
 
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use crate::store::gcra::{Gcra, Verdict};
+use tokio::sync::Notify;
+
+use super::rule::{Outcome, Rule};
+use crate::store::gcra::MAX_WINDOWS;
 use crate::store::Decision;
 
-#[derive(Debug, Clone, Copy)]
+/// Redis' `TIME` resolution, in nanoseconds: the margin of both bounds.
+const RESOLUTION: u64 = 1_000;
+
+#[derive(Debug)]
 struct Entry {
-    /// Lower bound of the TAT, nanoseconds on the cache's clock.
-    tat: u64,
-    /// The quota the TAT belongs to.
-    gcra: Gcra,
-    /// The request on its way to Redis since the next cell came due: (its id, its cost).
-    probe: Option<(u64, u32)>,
+    /// This entry's identity: tickets of an earlier entry under the same name do not count.
+    id: u64,
+    /// Lower bound of each bucket's TAT (nanoseconds on the cache's clock; 0: nothing known).
+    lower: [u64; MAX_WINDOWS],
+    /// Each bucket's TAT unless another instance moved it: when to send the next request.
+    estimate: [u64; MAX_WINDOWS],
+    /// Cells sent to Redis for this key and not answered yet.
+    in_flight: u64,
+    /// Changes at every answer or release: a waiter that saw another value has news.
+    version: u64,
+    /// Until when the entry denies or holds one cell; kept until then, or while in flight.
+    serves_until: u64,
+    /// Wakes the requests waiting for this key's answers (made by the first of them).
+    notify: Option<Arc<Notify>>,
+}
+
+/// A request on its way to Redis, counted in its key's entry until
+/// [`record`](DenyCache::record) or [`release`](DenyCache::release) ends it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Ticket {
+    /// The entry's id; 0 when the request is not tracked (a full cache, or no cache).
+    entry: u64,
+    cost: u64,
+}
+
+impl Ticket {
+    const UNTRACKED: Self = Self { entry: 0, cost: 0 };
+}
+
+/// A request waiting for the answers in flight for its key.
+#[derive(Debug, Clone)]
+pub(crate) struct Wait {
+    /// Notified at every answer or release for the key.
+    pub(crate) notify: Arc<Notify>,
+    /// The entry's version when the request started waiting.
+    pub(crate) version: u64,
 }
 
 /// What the cache answers for one request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub(crate) enum Lookup {
     /// Denied locally: Redis would deny it too.
     Deny(Decision),
-    /// Ask Redis; this request is the key's probe: pass the id to
-    /// [`record`](DenyCache::record) or [`release`](DenyCache::release).
-    Probe(u64),
-    /// Ask Redis.
-    Miss,
+    /// Ask Redis, then end the ticket with [`record`](DenyCache::record) or
+    /// [`release`](DenyCache::release).
+    Send(Ticket),
+    /// Wait until the entry's version changes (create the [`Notify`]'s `notified()` future,
+    /// then check [`version`](DenyCache::version)), then look again.
+    Wait(Wait),
+    /// Look again after this many nanoseconds: the next cell is due by then.
+    Hold(u64),
 }
 
 #[derive(Debug)]
 struct Map {
     entries: HashMap<Box<[u8]>, Entry>,
-    next_probe_id: u64,
+    /// Entry ids and versions, unique within the shard.
+    counter: u64,
 }
 
-/// A bounded map from Redis key names to known-empty buckets.
+impl Map {
+    fn next(&mut self) -> u64 {
+        self.counter += 1;
+        self.counter
+    }
+}
+
+/// A bounded map from the names of Redis buckets to what this instance knows of them.
 #[derive(Debug)]
 pub(crate) struct DenyCache {
     /// Keys per shard; 0 when the cache is off.
@@ -86,7 +150,7 @@ impl DenyCache {
                 .map(|_| {
                     Mutex::new(Map {
                         entries: HashMap::new(),
-                        next_probe_id: 0,
+                        counter: 0,
                     })
                 })
                 .collect(),
@@ -102,117 +166,199 @@ impl DenyCache {
         shard.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// What to do with `cost` cells of `key`.
+    /// What to do with `cost` cells of `key` under `rule`.
     ///
+    /// `deadline` (cache clock) bounds waiting and holding: from then on the request is sent.
     /// `now` reads the clock. It is read under the lock, after the entry's last update: an
     /// earlier reading could predate the request that recorded the entry, and overstate the
     /// wait.
     pub(crate) fn lookup(
         &self,
         key: &[u8],
-        gcra: &Gcra,
+        rule: &Rule,
         cost: u32,
+        deadline: u64,
         now: impl FnOnce() -> u64,
     ) -> Lookup {
         if self.capacity == 0 {
-            return Lookup::Miss;
+            return Lookup::Send(Ticket::UNTRACKED);
         }
         let mut map = self.map(key);
         let map = &mut *map;
-        let Some(entry) = map.entries.get_mut(key) else {
-            return Lookup::Miss;
-        };
-        if entry.gcra != *gcra {
-            return Lookup::Miss;
-        }
         let now = now();
-        // Relative to now, as the Redis store computes its decisions.
-        let tat = entry.tat.saturating_sub(now);
-        if let verdict @ Verdict::DenyUntil { .. } = gcra.verdict(Some(tat), 0, cost) {
-            return Lookup::Deny(gcra.decision(verdict, Some(tat), 0));
-        }
-        match entry.probe {
-            None => {
-                map.next_probe_id += 1;
-                entry.probe = Some((map.next_probe_id, cost));
-                Lookup::Probe(map.next_probe_id)
-            }
-            Some((_, probe_cost)) if cost >= probe_cost => {
-                // As if the probe had been charged first.
-                let after = match gcra.verdict(Some(tat), 0, probe_cost) {
-                    Verdict::Allow { new_tat } => new_tat,
-                    Verdict::DenyUntil { .. } | Verdict::DenyForever => return Lookup::Miss,
-                };
-                match gcra.verdict(Some(after), 0, cost) {
-                    verdict @ Verdict::DenyUntil { .. } => {
-                        Lookup::Deny(gcra.decision(verdict, Some(after), 0))
+        let Some(entry) = map.entries.get_mut(key) else {
+            let id = map.next();
+            let ticket = match self.insert(map, key, now, id) {
+                Some(entry) => {
+                    entry.in_flight = u64::from(cost);
+                    Ticket {
+                        entry: id,
+                        cost: u64::from(cost),
                     }
-                    Verdict::Allow { .. } | Verdict::DenyForever => Lookup::Miss,
+                }
+                None => Ticket::UNTRACKED,
+            };
+            return Lookup::Send(ticket);
+        };
+        let lower = relative(&entry.lower, now);
+        let (outcome, decision) = rule.decide(&lower, cost);
+        if let Outcome::DenyFor(_) = outcome {
+            return Lookup::Deny(decision);
+        }
+        if now < deadline {
+            // If every cell in flight were admitted, would this one still fit? If not, wait
+            // for their answers rather than ask.
+            if entry.in_flight > 0 {
+                let ahead = advance(&lower, rule, entry.in_flight);
+                if let Outcome::DenyFor(_) = rule.outcome(&ahead, cost) {
+                    let notify = entry.notify.get_or_insert_with(|| Arc::new(Notify::new()));
+                    return Lookup::Wait(Wait {
+                        notify: Arc::clone(notify),
+                        version: entry.version,
+                    });
                 }
             }
-            Some(_) => Lookup::Miss,
+            let estimate = advance(&relative(&entry.estimate, now), rule, entry.in_flight);
+            if let Outcome::DenyFor(wait) = rule.outcome(&estimate, cost) {
+                if wait <= deadline - now {
+                    return Lookup::Hold(wait);
+                }
+            }
         }
+        entry.in_flight = entry.in_flight.saturating_add(u64::from(cost));
+        Lookup::Send(Ticket {
+            entry: entry.id,
+            cost: u64::from(cost),
+        })
     }
 
-    /// Remembers Redis' answer for `key`: its TAT is at least `tat` (cache clock). Kept when
-    /// that denies the next single cell, forgotten otherwise. Ends the probe `probe`.
-    pub(crate) fn record(&self, key: &[u8], gcra: &Gcra, tat: u64, now: u64, probe: Option<u64>) {
+    /// The version of `key`'s entry (`None`: no entry): a waiter whose version changed has
+    /// news.
+    pub(crate) fn version(&self, key: &[u8]) -> Option<u64> {
+        if self.capacity == 0 {
+            return None;
+        }
+        self.map(key).entries.get(key).map(|entry| entry.version)
+    }
+
+    /// Remembers Redis' answer for `key` under `rule`, and ends `ticket`. `sent` and
+    /// `received` are the instants the request left and its answer came (cache clock);
+    /// `after` is each bucket's TAT after the request, relative to Redis' now.
+    pub(crate) fn record(
+        &self,
+        key: &[u8],
+        rule: &Rule,
+        ticket: Ticket,
+        sent: u64,
+        received: u64,
+        after: &[u64; MAX_WINDOWS],
+    ) {
         if self.capacity == 0 {
             return;
         }
-        let empty = tat > now
-            && matches!(
-                gcra.verdict(Some(tat - now), 0, 1),
-                Verdict::DenyUntil { .. }
-            );
+        let mut lower = [0; MAX_WINDOWS];
+        let mut estimate = [0; MAX_WINDOWS];
+        for window in 0..rule.len() {
+            lower[window] = sent
+                .saturating_add(after[window])
+                .saturating_sub(RESOLUTION);
+            estimate[window] = received
+                .saturating_add(after[window])
+                .saturating_add(RESOLUTION);
+        }
         let mut map = self.map(key);
-        let entries = &mut map.entries;
-        if let Some(entry) = entries.get_mut(key) {
-            if !empty {
-                entries.remove(key);
-                return;
+        let map = &mut *map;
+        let version = map.next();
+        if let Some(entry) = map.entries.get_mut(key) {
+            if ticket.entry == entry.id {
+                entry.in_flight = entry.in_flight.saturating_sub(ticket.cost);
             }
-            entry.tat = if entry.gcra == *gcra {
-                entry.tat.max(tat)
-            } else {
-                tat
-            };
-            entry.gcra = *gcra;
-            if entry.probe.is_some_and(|(id, _)| Some(id) == probe) {
-                entry.probe = None;
+            for window in 0..rule.len() {
+                entry.lower[window] = entry.lower[window].max(lower[window]);
+                entry.estimate[window] = entry.estimate[window]
+                    .max(estimate[window])
+                    .max(entry.lower[window]);
             }
+            entry.serves_until = serves_until(rule, &entry.estimate, received);
+            Self::changed(&mut map.entries, key, version, received);
             return;
         }
-        if !empty {
+        // No entry (an untracked request, or one evicted): keep the answer if it serves.
+        let serves = serves_until(rule, &estimate, received);
+        if serves <= received {
             return;
         }
-        if entries.len() >= self.capacity {
-            entries.retain(|_, entry| entry.tat > now);
-            if entries.len() >= self.capacity {
-                if let Some(victim) = entries.keys().next().cloned() {
-                    entries.remove(&victim);
-                }
-            }
+        let id = map.next();
+        if let Some(entry) = self.insert(map, key, received, id) {
+            entry.lower = lower;
+            entry.estimate = estimate;
+            entry.serves_until = serves;
         }
-        entries.insert(
-            key.into(),
-            Entry {
-                tat,
-                gcra: *gcra,
-                probe: None,
-            },
-        );
     }
 
-    /// Ends the probe `probe` of `key` without an answer (Redis failed, or the request was
-    /// dropped): the next request becomes the probe.
-    pub(crate) fn release(&self, key: &[u8], probe: u64) {
+    /// Ends `ticket` of `key` without an answer (Redis failed, or the request was dropped):
+    /// the requests waiting for it look again.
+    pub(crate) fn release(&self, key: &[u8], ticket: Ticket, now: u64) {
+        if self.capacity == 0 || ticket == Ticket::UNTRACKED {
+            return;
+        }
         let mut map = self.map(key);
+        let map = &mut *map;
+        let version = map.next();
         if let Some(entry) = map.entries.get_mut(key) {
-            if entry.probe.is_some_and(|(id, _)| id == probe) {
-                entry.probe = None;
+            if entry.id == ticket.entry {
+                entry.in_flight = entry.in_flight.saturating_sub(ticket.cost);
+                Self::changed(&mut map.entries, key, version, now);
             }
         }
+    }
+
+    /// `key`'s entry changed: a new version, its waiters woken, and the entry dropped when it
+    /// serves no more.
+    fn changed(entries: &mut HashMap<Box<[u8]>, Entry>, key: &[u8], version: u64, now: u64) {
+        let Some(entry) = entries.get_mut(key) else {
+            return;
+        };
+        entry.version = version;
+        if let Some(notify) = &entry.notify {
+            notify.notify_waiters();
+        }
+        if entry.in_flight == 0 && entry.serves_until <= now {
+            entries.remove(key);
+        }
+    }
+
+    /// A new, empty entry for `key` (the caller fills it), making room at capacity; `None`
+    /// when every entry of the shard has requests in flight.
+    fn insert<'a>(&self, map: &'a mut Map, key: &[u8], now: u64, id: u64) -> Option<&'a mut Entry> {
+        let entries = &mut map.entries;
+        if entries.len() >= self.capacity {
+            entries.retain(|_, entry| {
+                let keep = entry.in_flight > 0 || entry.serves_until > now;
+                if !keep {
+                    wake(entry);
+                }
+                keep
+            });
+        }
+        if entries.len() >= self.capacity {
+            let victim = entries
+                .iter()
+                .find(|(_, entry)| entry.in_flight == 0)
+                .map(|(name, _)| name.clone())?;
+            if let Some(entry) = entries.remove(&victim) {
+                wake(&entry);
+            }
+        }
+        Some(entries.entry(key.into()).or_insert(Entry {
+            id,
+            lower: [0; MAX_WINDOWS],
+            estimate: [0; MAX_WINDOWS],
+            in_flight: 0,
+            version: id,
+            serves_until: 0,
+            notify: None,
+        }))
     }
 
     /// Keys currently cached.
@@ -230,6 +376,35 @@ impl DenyCache {
     }
 }
 
+/// Wakes the requests waiting on an entry that goes away: they look again.
+fn wake(entry: &Entry) {
+    if let Some(notify) = &entry.notify {
+        notify.notify_waiters();
+    }
+}
+
+/// Times on the cache's clock made relative to `now` (past times are 0: now).
+fn relative(times: &[u64; MAX_WINDOWS], now: u64) -> [u64; MAX_WINDOWS] {
+    times.map(|time| time.saturating_sub(now))
+}
+
+/// Relative TATs after `cells` more cells were charged to every window of `rule`.
+fn advance(tats: &[u64; MAX_WINDOWS], rule: &Rule, cells: u64) -> [u64; MAX_WINDOWS] {
+    let mut ahead = *tats;
+    for (window, tat) in ahead.iter_mut().enumerate().take(rule.len()) {
+        *tat = tat.saturating_add(cells.saturating_mul(rule.interval(window)));
+    }
+    ahead
+}
+
+/// Until when TATs estimated at `estimate` deny one cell under `rule` (`now`: not even now).
+fn serves_until(rule: &Rule, estimate: &[u64; MAX_WINDOWS], now: u64) -> u64 {
+    match rule.outcome(&relative(estimate, now), 1) {
+        Outcome::DenyFor(wait) => now.saturating_add(wait),
+        Outcome::Allow(_) | Outcome::DenyForever => now,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,12 +413,13 @@ mod tests {
     use std::time::Duration;
 
     const MS: u64 = 1_000_000;
+    const US: u64 = 1_000;
+    const FAR: u64 = u64::MAX;
 
-    fn gcra(per_second: u32, burst: u32) -> Gcra {
-        Gcra::new(
-            &Quota::per_second(NonZeroU32::new(per_second).unwrap())
-                .allow_burst(NonZeroU32::new(burst).unwrap()),
-        )
+    fn rule(per_second: u32, burst: u32) -> Rule {
+        Rule::new(&[Quota::per_second(NonZeroU32::new(per_second).unwrap())
+            .allow_burst(NonZeroU32::new(burst).unwrap())])
+        .unwrap()
     }
 
     fn denied(lookup: Lookup) -> Decision {
@@ -253,139 +429,258 @@ mod tests {
         }
     }
 
+    fn sent(lookup: Lookup) -> Ticket {
+        match lookup {
+            Lookup::Send(ticket) => ticket,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn waits(lookup: Lookup) -> Wait {
+        match lookup {
+            Lookup::Wait(wait) => wait,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Redis answered a request sent at `at` within a microsecond, TAT `after` ahead.
+    fn answer(cache: &DenyCache, rule: &Rule, ticket: Ticket, at: u64, after: u64) {
+        cache.record(b"k", rule, ticket, at, at + US, &[after, 0, 0, 0]);
+    }
+
     #[test]
     fn an_empty_bucket_is_denied_locally_until_its_next_cell() {
         // 10/s, burst 3: T = 100 ms, tau = 200 ms. TAT 300 ms ahead: empty for 100 ms.
-        let g = gcra(10, 3);
+        let r = rule(10, 3);
         let cache = DenyCache::new(16);
         let now = 1_000 * MS;
-        cache.record(b"k", &g, now + 300 * MS, now, None);
-        let one = denied(cache.lookup(b"k", &g, 1, || now + 40 * MS));
+        let ticket = sent(cache.lookup(b"k", &r, 1, FAR, || now));
+        answer(&cache, &r, ticket, now, 300 * MS + US);
+        let one = denied(cache.lookup(b"k", &r, 1, FAR, || now + 40 * MS));
         assert!(!one.allowed());
         assert_eq!(one.retry_after(), Some(Duration::from_millis(60)));
         assert_eq!(one.remaining(), 0);
         assert_eq!(one.full_after(), Duration::from_millis(260));
         // A cost of 2 waits one cell longer.
-        let two = denied(cache.lookup(b"k", &g, 2, || now + 40 * MS));
+        let two = denied(cache.lookup(b"k", &r, 2, FAR, || now + 40 * MS));
         assert_eq!(two.retry_after(), Some(Duration::from_millis(160)));
-        // When the next cell is due, two cells are still denied locally, one goes to Redis.
-        denied(cache.lookup(b"k", &g, 2, || now + 100 * MS));
+        // When the next cell is due, two cells are still denied locally, one goes to Redis
+        // (after a microsecond's hold: the estimate from above).
+        denied(cache.lookup(b"k", &r, 2, FAR, || now + 100 * MS));
         assert!(matches!(
-            cache.lookup(b"k", &g, 1, || now + 100 * MS),
-            Lookup::Probe(_)
+            cache.lookup(b"k", &r, 1, FAR, || now + 100 * MS),
+            Lookup::Hold(wait) if wait <= 3 * US
         ));
-        // Other keys and other quotas are not answered.
-        assert_eq!(cache.lookup(b"other", &g, 1, || now), Lookup::Miss);
-        assert_eq!(cache.lookup(b"k", &gcra(10, 4), 1, || now), Lookup::Miss);
+        sent(cache.lookup(b"k", &r, 1, FAR, || now + 100 * MS + 3 * US));
+        // Other keys are not answered; the same bucket under another quota is (a TAT is a
+        // time, whatever the quota that wrote it).
+        sent(cache.lookup(b"other", &r, 1, FAR, || now));
+        denied(cache.lookup(b"k", &rule(10, 2), 1, FAR, || now + 100 * MS));
+    }
+
+    #[test]
+    fn concurrent_requests_wait_for_the_first_answer_when_they_cannot_fit() {
+        // 10/s, burst 1: a fresh key, 64 concurrent requests. One goes to Redis, the others
+        // wait for its answer.
+        let r = rule(10, 1);
+        let cache = DenyCache::new(16);
+        let now = 1_000 * MS;
+        let first = sent(cache.lookup(b"k", &r, 1, FAR, || now));
+        let version = cache.version(b"k").unwrap();
+        let waiting: Vec<Wait> = (0..63)
+            .map(|_| waits(cache.lookup(b"k", &r, 1, FAR, || now)))
+            .collect();
+        assert!(waiting.iter().all(|wait| wait.version == version));
+        assert!(Arc::ptr_eq(&waiting[0].notify, &waiting[62].notify));
+        // The answer (admitted, TAT one cell ahead) changes the version: the waiters look
+        // again and are denied locally.
+        answer(&cache, &r, first, now, 100 * MS);
+        assert_ne!(cache.version(b"k"), Some(version));
+        for _ in 0..63 {
+            let decision = denied(cache.lookup(b"k", &r, 1, FAR, || now + 2 * US));
+            assert!(decision.retry_after().unwrap() <= Duration::from_millis(100));
+        }
+    }
+
+    #[test]
+    fn with_room_in_the_bucket_nobody_waits() {
+        // The allow path: a huge burst, one hot key, every concurrent request goes to Redis.
+        let r = rule(1_000_000_000, 1_000_000_000);
+        let cache = DenyCache::new(16);
+        let now = 1_000 * MS;
+        let tickets: Vec<Ticket> = (0..1_000)
+            .map(|_| sent(cache.lookup(b"k", &r, 1, FAR, || now)))
+            .collect();
+        for ticket in tickets {
+            answer(&cache, &r, ticket, now, 500);
+        }
+        // Nothing in flight and nothing to deny: the entry is gone.
+        assert_eq!(cache.len(), 0);
+        // Burst 3: three requests in flight, the fourth waits.
+        let r = rule(10, 3);
+        for _ in 0..3 {
+            sent(cache.lookup(b"k", &r, 1, FAR, || now));
+        }
+        waits(cache.lookup(b"k", &r, 1, FAR, || now));
+        // A cost of 2 waits once 2 are in flight.
+        let cache = DenyCache::new(16);
+        sent(cache.lookup(b"k", &r, 1, FAR, || now));
+        sent(cache.lookup(b"k", &r, 1, FAR, || now));
+        waits(cache.lookup(b"k", &r, 2, FAR, || now));
+    }
+
+    #[test]
+    fn a_release_wakes_the_waiters_and_the_next_one_is_sent() {
+        let r = rule(10, 1);
+        let cache = DenyCache::new(16);
+        let now = 1_000 * MS;
+        let first = sent(cache.lookup(b"k", &r, 1, FAR, || now));
+        let wait = waits(cache.lookup(b"k", &r, 1, FAR, || now));
+        // Redis failed: the next request goes.
+        cache.release(b"k", first, now + MS);
+        assert_ne!(cache.version(b"k"), Some(wait.version));
+        let second = sent(cache.lookup(b"k", &r, 1, FAR, || now + MS));
+        waits(cache.lookup(b"k", &r, 1, FAR, || now + MS));
+        // A stale ticket (of an entry since replaced) changes nothing.
+        cache.release(b"k", first, now + MS);
+        waits(cache.lookup(b"k", &r, 1, FAR, || now + MS));
+        cache.release(b"k", second, now + MS);
+        assert_eq!(cache.len(), 0);
+    }
+
+    #[test]
+    fn past_the_deadline_a_request_is_sent_instead_of_waiting() {
+        let r = rule(10, 1);
+        let cache = DenyCache::new(16);
+        let now = 1_000 * MS;
+        sent(cache.lookup(b"k", &r, 1, now + 50 * MS, || now));
+        waits(cache.lookup(b"k", &r, 1, now + 50 * MS, || now + 49 * MS));
+        sent(cache.lookup(b"k", &r, 1, now + 50 * MS, || now + 50 * MS));
     }
 
     #[test]
     fn one_probe_per_refill() {
-        // 10/s, burst 1: T = 100 ms, tau = 0.
-        let g = gcra(10, 1);
+        // 10/s, burst 1: T = 100 ms. The answer came 200 µs after the request was sent: the
+        // TAT is somewhere in a 200 µs range (plus a microsecond each side).
+        let r = rule(10, 1);
         let cache = DenyCache::new(16);
         let now = 1_000 * MS;
-        cache.record(b"k", &g, now + 100 * MS, now, None);
+        let ticket = sent(cache.lookup(b"k", &r, 1, FAR, || now));
+        cache.record(b"k", &r, ticket, now, now + 200 * US, &[100 * MS, 0, 0, 0]);
         let due = now + 100 * MS;
-        let Lookup::Probe(probe) = cache.lookup(b"k", &g, 1, || due) else {
-            panic!("the first request after the refill is the probe")
-        };
-        // While it is on its way, the flood is denied as if it came right after it (the probe
-        // charged at this moment fills the bucket until one cell later).
+        // Before the lower bound: denied.
+        denied(cache.lookup(b"k", &r, 1, FAR, || due - 2 * US));
+        // Between the bounds: held until the estimate, not sent early.
+        assert_eq!(
+            match cache.lookup(b"k", &r, 1, FAR, || due) {
+                Lookup::Hold(wait) => wait,
+                other => panic!("{other:?}"),
+            },
+            201 * US
+        );
+        // Not held beyond the deadline: sent.
+        sent(cache.lookup(b"k", &r, 1, due + 100 * US, || due));
+        let cache = DenyCache::new(16);
+        let ticket = sent(cache.lookup(b"k", &r, 1, FAR, || now));
+        cache.record(b"k", &r, ticket, now, now + 200 * US, &[100 * MS, 0, 0, 0]);
+        // At the estimate: the first request is the probe, the flood waits for its answer.
+        let at = due + 201 * US;
+        let probe = sent(cache.lookup(b"k", &r, 1, FAR, || at));
         for _ in 0..100 {
-            let decision = denied(cache.lookup(b"k", &g, 1, || due + MS));
-            assert_eq!(decision.retry_after(), Some(Duration::from_millis(100)));
+            waits(cache.lookup(b"k", &r, 1, FAR, || at));
         }
-        // Redis answers (allowed: TAT one cell ahead): the probe ends, the key stays cached.
-        cache.record(b"k", &g, due + 100 * MS, due + MS, Some(probe));
-        denied(cache.lookup(b"k", &g, 1, || due + 2 * MS));
-        // A probe that fails is released: the next request probes again.
-        let Lookup::Probe(second) = cache.lookup(b"k", &g, 1, || due + 100 * MS) else {
-            panic!("a new probe after the next refill")
-        };
-        cache.release(b"k", second);
-        assert!(matches!(
-            cache.lookup(b"k", &g, 1, || due + 100 * MS),
-            Lookup::Probe(third) if third != second
-        ));
+        answer(&cache, &r, probe, at, 100 * MS);
+        for _ in 0..100 {
+            let decision = denied(cache.lookup(b"k", &r, 1, FAR, || at + 2 * US));
+            assert!(decision.retry_after().unwrap() <= Duration::from_millis(100));
+        }
     }
 
     #[test]
-    fn a_request_that_might_fit_goes_to_redis_during_a_probe() {
-        // 10/s, burst 3: T = 100 ms, tau = 200 ms; TAT 300 ms ahead (empty).
-        let g = gcra(10, 3);
-        let now = 1_000 * MS;
-        let cache_at = |tat| {
-            let cache = DenyCache::new(16);
-            cache.record(b"k", &g, tat, now, None);
-            cache
-        };
-
-        // 150 ms later one cell is free: a probe of 1, then another 1 cannot fit after it.
-        let later = now + 150 * MS;
-        let cache = cache_at(now + 300 * MS);
-        assert!(matches!(
-            cache.lookup(b"k", &g, 1, || later),
-            Lookup::Probe(_)
-        ));
-        denied(cache.lookup(b"k", &g, 1, || later));
-
-        // 250 ms later two cells are free: a second request of 1 fits after the probe.
-        let much_later = now + 250 * MS;
-        let cache = cache_at(now + 300 * MS);
-        assert!(matches!(
-            cache.lookup(b"k", &g, 1, || much_later),
-            Lookup::Probe(_)
-        ));
-        assert_eq!(cache.lookup(b"k", &g, 1, || much_later), Lookup::Miss);
-
-        // A probe of 2, then a request of 1: if Redis denies the probe (another instance took
-        // a cell), the smaller request may still fit. It goes to Redis.
-        let cache = cache_at(now + 300 * MS);
-        assert!(matches!(
-            cache.lookup(b"k", &g, 2, || much_later),
-            Lookup::Probe(_)
-        ));
-        assert_eq!(cache.lookup(b"k", &g, 1, || much_later), Lookup::Miss);
-        // A request of 3 cannot fit at all yet: denied without a probe.
-        denied(cache.lookup(b"k", &g, 3, || much_later));
-    }
-
-    #[test]
-    fn a_bucket_with_room_is_not_cached() {
-        let g = gcra(10, 3);
+    fn several_windows_are_cached_per_bucket() {
+        // 10/s burst 2, and 20/min (one cell every 3 s): the minute window empties first.
+        let quotas = [
+            Quota::per_second(NonZeroU32::new(10).unwrap())
+                .allow_burst(NonZeroU32::new(2).unwrap()),
+            Quota::per_minute(NonZeroU32::new(20).unwrap())
+                .allow_burst(NonZeroU32::new(1).unwrap()),
+        ];
+        let r = Rule::new(&quotas).unwrap();
         let cache = DenyCache::new(16);
         let now = 1_000 * MS;
-        // TAT 200 ms ahead: one cell left, nothing to deny.
-        cache.record(b"k", &g, now + 200 * MS, now, None);
-        assert_eq!(cache.len(), 0);
-        cache.record(b"k", &g, now + 300 * MS, now, None);
-        assert_eq!(cache.len(), 1);
-        // A later answer with room forgets it.
-        cache.record(b"k", &g, now + 150 * MS, now, None);
-        assert_eq!(cache.len(), 0);
+        let ticket = sent(cache.lookup(b"k", &r, 1, FAR, || now));
+        // Admitted: 100 ms in the first window, 3 s in the second.
+        waits(cache.lookup(b"k", &r, 1, FAR, || now));
+        cache.record(
+            b"k",
+            &r,
+            ticket,
+            now + US,
+            now + 2 * US,
+            &[100 * MS, 3_000 * MS, 0, 0],
+        );
+        let decision = denied(cache.lookup(b"k", &r, 1, FAR, || now + 500 * MS));
+        assert_eq!(decision.retry_after(), Some(Duration::from_millis(2_500)));
+        assert_eq!(
+            decision.window_full_after(1),
+            Some(Duration::from_millis(2_500))
+        );
     }
 
     #[test]
     fn bounded_size() {
-        let g = gcra(1, 1);
+        let r = rule(1, 1);
         let cache = DenyCache::new(4);
         let now = 10 * 1_000 * MS;
         for key in 0..100_u8 {
-            cache.record(&[key], &g, now + 1_000 * MS, now, None);
+            cache.record(
+                &[key],
+                &r,
+                Ticket::UNTRACKED,
+                now,
+                now,
+                &[1_000 * MS, 0, 0, 0],
+            );
             assert!(cache.len() <= 4);
         }
         // The newest key is always kept.
-        denied(cache.lookup(&[99], &g, 1, || now));
+        denied(cache.lookup(&[99], &r, 1, FAR, || now));
+        // Entries with requests in flight are not evicted: a new key goes untracked.
+        let cache = DenyCache::new(1);
+        let first = sent(cache.lookup(b"a", &r, 1, FAR, || now));
+        assert_eq!(
+            sent(cache.lookup(b"b", &r, 1, FAR, || now)),
+            Ticket::UNTRACKED
+        );
+        waits(cache.lookup(b"a", &r, 1, FAR, || now));
+        cache.release(b"a", first, now);
+        sent(cache.lookup(b"b", &r, 1, FAR, || now));
         // Sharded: the total stays within the capacity.
         let cache = DenyCache::new(100);
         for key in 0..10_000_u32 {
-            cache.record(&key.to_be_bytes(), &g, now + 1_000 * MS, now, None);
+            cache.record(
+                &key.to_be_bytes(),
+                &r,
+                Ticket::UNTRACKED,
+                now,
+                now,
+                &[1_000 * MS, 0, 0, 0],
+            );
         }
         assert!(cache.len() <= 100 && cache.len() >= 90, "{}", cache.len());
         let disabled = DenyCache::new(0);
-        disabled.record(b"k", &g, now + 1_000 * MS, now, None);
+        disabled.record(
+            b"k",
+            &r,
+            Ticket::UNTRACKED,
+            now,
+            now,
+            &[1_000 * MS, 0, 0, 0],
+        );
         assert_eq!(disabled.len(), 0);
-        assert_eq!(disabled.lookup(b"k", &g, 1, || now), Lookup::Miss);
+        assert_eq!(
+            sent(disabled.lookup(b"k", &r, 1, FAR, || now)),
+            Ticket::UNTRACKED
+        );
     }
 }
