@@ -131,17 +131,16 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-echo "building examples/load_target.rs (release)..." >&2
-# Every mode but xff-metrics runs the build without the metrics feature: "without metrics"
-# means without the code, not merely without a recorder.
-BIN="$WORK/load_target"
-cp "$(build_target)" "$BIN"
-BIN_METRICS=""
+# With xff-metrics among the modes, every mode runs the build with the metrics feature: one
+# binary, so that the modes differ by their configuration only (xff-plain: detection off and
+# no recorder), not by the code layout of two builds.
+FEATURES=""
 if printf '%s\n' "${MODES[@]}" | grep -qx xff-metrics; then
-    echo "building examples/load_target.rs (release, --features metrics)..." >&2
-    BIN_METRICS="$WORK/load_target.metrics"
-    cp "$(build_target metrics)" "$BIN_METRICS"
+    FEATURES=metrics
 fi
+echo "building examples/load_target.rs (release${FEATURES:+, --features $FEATURES})..." >&2
+BIN="$WORK/load_target"
+cp "$(build_target "$FEATURES")" "$BIN"
 
 RESULTS="$WORK/results"
 : >"$RESULTS"
@@ -158,9 +157,7 @@ run_one() {
         deny) quota=$DENY_QUOTA ;;
     esac
     # --exit-after bounds the server's life even if this script is killed hard.
-    local bin=$BIN
-    [ "$mode" = xff-metrics ] && bin=$BIN_METRICS
-    taskset -c "$SERVER_CPU" "$bin" --mode "$mode" --quota "$quota" --placement "$PLACEMENT" \
+    taskset -c "$SERVER_CPU" "$BIN" --mode "$mode" --quota "$quota" --placement "$PLACEMENT" \
         --listen 127.0.0.1:0 --exit-after $((DURATION + 60)) \
         >"$out" 2>"$err" &
     SERVER_PID=$!
@@ -206,7 +203,7 @@ run_one() {
         "$round" "$path" "$mode" "$rps" "$cpu_us" "${non2xx:-0}" "$requests" >&2
 }
 
-echo "load_target: $BIN${BIN_METRICS:+ and $BIN_METRICS}; placement: $PLACEMENT" >&2
+echo "load_target: $BIN${FEATURES:+ (features: $FEATURES)}; placement: $PLACEMENT" >&2
 echo "rounds $ROUNDS, ${DURATION}s per run, wrk -t1 -c$CONNECTIONS on CPU $CLIENT_CPU, server on CPU $SERVER_CPU" >&2
 count=${#MODES[@]}
 for round in $(seq 1 "$ROUNDS"); do

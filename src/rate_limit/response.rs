@@ -372,25 +372,34 @@ impl<B> Responder<B> {
         R: From<&'static str>,
         B: DenyBody<R>,
     {
-        let mut response = match &self.deny {
-            Some(custom) => custom(&limited).map(DenyBody::into_body),
-            None => json_response_reusing(StatusCode::TOO_MANY_REQUESTS, DENY_BODY, request),
+        let (mut response, custom) = match &self.deny {
+            Some(custom) => (custom(&limited).map(DenyBody::into_body), true),
+            None => {
+                let response =
+                    json_response_reusing(StatusCode::TOO_MANY_REQUESTS, DENY_BODY, request);
+                (response, false)
+            }
         };
         if self.timing == RetryAfter::Visible {
             let headers = response.headers_mut();
+            // A custom response may carry its own fields: they are kept. The default one has
+            // only its content type.
+            let absent = |headers: &http::HeaderMap, name: &HeaderName| {
+                !custom || !headers.contains_key(name)
+            };
             if self.fields {
-                if !headers.contains_key(RATELIMIT_POLICY) {
+                if absent(headers, &RATELIMIT_POLICY) {
                     headers.insert(RATELIMIT_POLICY, policy.policy_field());
                 }
                 if let Some((timing, decision)) = timing {
-                    if !headers.contains_key(RATELIMIT) {
+                    if absent(headers, &RATELIMIT) {
                         let [_, field] = fields_of(decision, policy, Some(timing));
                         headers.insert(RATELIMIT, field);
                     }
                 }
             }
             if let Some(seconds) = timing.and_then(|(timing, _)| timing.retry_after) {
-                if !headers.contains_key(RETRY_AFTER) {
+                if absent(headers, &RETRY_AFTER) {
                     headers.insert(RETRY_AFTER, seconds_value(seconds));
                 }
             }
