@@ -229,21 +229,9 @@ fn last_dotted_quad(line: &[u8]) -> Option<(Entry<'_>, Option<&[u8]>)> {
     let end = at;
     let mut octets = [0_u8; 4];
     for index in (0..4).rev() {
-        // 1 to 3 digits, least significant first.
-        let mut value = 0_u16;
-        let mut scale = 1_u16;
-        let mut digits = 0;
-        while digits < 3 && at > 0 && line[at - 1].is_ascii_digit() {
-            value += u16::from(line[at - 1] - b'0') * scale;
-            scale *= 10;
-            digits += 1;
-            at -= 1;
-        }
-        // `at` is now the octet's first digit: no leading zero, at most 255.
-        if digits == 0 || (digits > 1 && line[at] == b'0') {
-            return None;
-        }
-        octets[index] = u8::try_from(value).ok()?;
+        let (value, start) = octet_ending_at(line, at)?;
+        octets[index] = value;
+        at = start;
         if index > 0 {
             if at == 0 || line[at - 1] != b'.' {
                 return None;
@@ -266,6 +254,32 @@ fn last_dotted_quad(line: &[u8]) -> Option<(Entry<'_>, Option<&[u8]>)> {
         dotted_quad: Some(Ipv4Addr::from(octets)),
     };
     Some((entry, rest))
+}
+
+/// The decimal octet whose last digit is `line[end - 1]`: its value and the index of its first
+/// digit. One to three digits, the first not `0` unless alone, at most 255; a digit before
+/// the third is left for the caller to reject (it expects a `.`, a comma or nothing there).
+#[inline(always)]
+fn octet_ending_at(line: &[u8], end: usize) -> Option<(u8, usize)> {
+    // `wrapping_sub` past the start gives an index `get` refuses.
+    let digit = |back: usize| {
+        line.get(end.wrapping_sub(back))
+            .map(|byte| byte.wrapping_sub(b'0'))
+            .filter(|digit| *digit < 10)
+    };
+    let ones = digit(1)?;
+    let Some(tens) = digit(2) else {
+        return Some((ones, end - 1));
+    };
+    let Some(hundreds) = digit(3) else {
+        // Two digits: no leading zero.
+        return (tens != 0).then(|| (tens * 10 + ones, end - 2));
+    };
+    let value = u16::from(hundreds) * 100 + u16::from(tens) * 10 + u16::from(ones);
+    if hundreds == 0 {
+        return None;
+    }
+    Some((u8::try_from(value).ok()?, end - 3))
 }
 
 impl std::fmt::Debug for RevEntries<'_> {
