@@ -428,6 +428,13 @@ fn v4_contains(intervals: &[(u32, u32)], starts: &[u32], ip: u32) -> bool {
         return interval_contains(intervals, ip);
     }
     let after = starts.iter().filter(|&&first| first <= ip).count();
+    in_interval_before(intervals, after, ip)
+}
+
+/// Whether `ip` is in the interval just before index `after` (the first interval starting
+/// after `ip`): the only candidate, the intervals being sorted and disjoint.
+#[inline]
+fn in_interval_before<T: Copy + Ord>(intervals: &[(T, T)], after: usize, ip: T) -> bool {
     match after.checked_sub(1).and_then(|index| intervals.get(index)) {
         Some(&(_, last)) => ip <= last,
         None => false,
@@ -447,10 +454,7 @@ fn interval_contains<T: Copy + Ord>(intervals: &[(T, T)], ip: T) -> bool {
     } else {
         intervals.partition_point(|&(first, _)| first <= ip)
     };
-    match after.checked_sub(1).and_then(|index| intervals.get(index)) {
-        Some(&(_, last)) => ip <= last,
-        None => false,
-    }
+    in_interval_before(intervals, after, ip)
 }
 
 #[cfg(test)]
