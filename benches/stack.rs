@@ -22,6 +22,11 @@
 //!   `bare/2 ÷ bare/1` (what the machine itself loses running two threads), the stack scales
 //!   (no global lock).
 //!
+//! At the end, `paired` runs `bare`, `allow`, `deny` and the issue's reference (naive
+//! parse-all of 3 entries) in alternating batches and prints the medians of the paired
+//! ratios: `(allow − bare) / reference` (the issue's 250 ns over its 110 ns reference: ≤ 2.27)
+//! and `deny / allow` (≤ 1). `cargo bench --bench stack -- paired` runs only that.
+//!
 //! `STACK_CLOCK=cpu` (64-bit Linux) measures the CPU time of the benchmark threads instead of
 //! wall time (groups `*-cpu`): on a machine shared with other work, time spent waiting for a
 //! core is then not counted.
@@ -435,4 +440,74 @@ fn main() {
     single_thread(&mut c, "");
     threads(&mut c, "", wall_now);
     c.final_summary();
+    paired();
+}
+
+/// `allow`, `deny` and `bare` in alternating batches, with the reference: the medians of the
+/// 1001 adjacent pairs' ratios, which a busy machine disturbs far less than benchmarks run
+/// one after the other. Under `cargo bench` only, with no filter or the filter `paired`.
+fn paired() {
+    const BATCH: u32 = 1000;
+    const ROUNDS: usize = 1001;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let wanted = args
+        .iter()
+        .filter(|arg| !arg.starts_with('-'))
+        .all(|filter| "paired".contains(filter.as_str()));
+    if !args.iter().any(|arg| arg == "--bench") || !wanted {
+        return;
+    }
+    let prepared = request(7);
+    let (mut bare, mut allow, mut deny) = (inner(), stack(huge_quota()), stack(one_per_minute()));
+    call(&mut deny, prepared.clone());
+    let line = http::HeaderValue::from_static("198.51.100.7, 10.1.2.3, 172.16.5.6");
+    let mut batch = |which: u8| {
+        let started = Instant::now();
+        for _ in 0..BATCH {
+            match which {
+                0 => drop(black_box(call(&mut bare, prepared.clone()))),
+                1 => drop(black_box(call(&mut allow, prepared.clone()))),
+                2 => drop(black_box(call(&mut deny, prepared.clone()))),
+                _ => drop(black_box(black_box(&line).to_str().ok().map(|text| {
+                    text.split(',')
+                        .filter_map(|entry| entry.trim().parse::<IpAddr>().ok())
+                        .collect::<Vec<_>>()
+                }))),
+            }
+        }
+        started.elapsed().as_secs_f64() * 1e9 / f64::from(BATCH)
+    };
+    for which in 0..4 {
+        for _ in 0..20 {
+            batch(which);
+        }
+    }
+    let (mut added, mut deny_allow) = (Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        // A rotating order, so that no variant always follows another.
+        let mut times = [0.0; 4];
+        for step in 0..4 {
+            let which = ((round + step) % 4) as u8;
+            times[usize::from(which)] = batch(which);
+        }
+        let [bare, allow, deny, reference] = times;
+        added.push((allow - bare) / reference);
+        deny_allow.push(deny / allow);
+    }
+    for values in [&mut added, &mut deny_allow] {
+        values.sort_by(f64::total_cmp);
+    }
+    let median = |values: &[f64]| values[values.len() / 2];
+    let quartiles = |values: &[f64]| (values[values.len() / 4], values[3 * values.len() / 4]);
+    let (low, high) = quartiles(&added);
+    println!(
+        "paired (allow − bare) / reference: median {:.2} (quartiles {low:.2}–{high:.2}); target \
+         250 ns / 110 ns = 2.27",
+        median(&added)
+    );
+    let (low, high) = quartiles(&deny_allow);
+    println!(
+        "paired deny / allow: median {:.3} (quartiles {low:.3}–{high:.3}); target ≤ 1",
+        median(&deny_allow)
+    );
 }
