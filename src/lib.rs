@@ -76,6 +76,7 @@
 //! | `redis` | no | `store::RedisStore`: one limit shared by many instances (plain `redis://` only: `rediss://` TLS is not compiled in) |
 //! | `proxy-protocol` | no | `proxy_protocol::ProxyProtocolListener`: PROXY protocol v1/v2 from trusted proxies |
 //! | `metrics` | no | counters, gauges and histograms through the `metrics` facade ([`metrics`] lists them) |
+//! | `test-util` | no | hooks for this crate's own tests; not a stable API |
 //!
 //! Without the signed header: `tower-bouncer = { version = "0.1", default-features = false,
 //! features = ["memory", "axum"] }`.

@@ -5,7 +5,7 @@
 //! memory store on a `ManualClock`, the Redis store with the same time passed explicitly to the
 //! script. Every step must give the same `Decision`: allowed or not, remaining, retry-after,
 //! next cell and full-after, to the nanosecond.
-#![cfg(feature = "redis")]
+#![cfg(all(feature = "redis", feature = "test-util"))]
 
 #[path = "support/redis_server.rs"]
 mod redis_server;

@@ -340,9 +340,9 @@ where
 {
     /// Decides with an explicit "now" instead of Redis' clock, bypassing the deny cache, the
     /// circuit breaker and the failure policy (the timeout applies). For the differential
-    /// tests only: `now` is the time since the Unix epoch, and the buckets it writes never
-    /// expire.
-    #[doc(hidden)]
+    /// tests only (feature `test-util`, not a stable API): `now` is the time since the Unix
+    /// epoch, and the buckets it writes never expire.
+    #[cfg(feature = "test-util")]
     pub async fn check_at(
         &self,
         key: &K,
