@@ -81,7 +81,7 @@ fn ours_per_key() {
             .check(&key(n), &[quota], one())
             .into_inner()
             .unwrap()
-            .allowed());
+            .is_allowed());
     }
     let after = rss_bytes();
     assert_eq!(store.len(), KEYS as usize);
@@ -126,7 +126,7 @@ fn flood() {
             .check(&key(n), &[quota], one())
             .into_inner()
             .unwrap()
-            .allowed()
+            .is_allowed()
         {
             denied += 1;
         }
@@ -172,7 +172,7 @@ fn churn() {
             .check(&key(n), &[quota], one())
             .into_inner()
             .unwrap()
-            .allowed()
+            .is_allowed()
         {
             denied += 1;
         }

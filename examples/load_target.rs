@@ -206,7 +206,7 @@ async fn run(options: Options, listener: TcpListener) -> Result<(), String> {
             // silent "allowed" on the allow path.
             let store: tower_bouncer::store::RedisStore<tower_bouncer::rate_limit::MaskedIp> =
                 tower_bouncer::store::RedisStore::builder(&options.redis)
-                    .on_failure(tower_bouncer::store::FailurePolicy::Closed)
+                    .on_failure(tower_bouncer::store::OnFailure::Closed)
                     .build()
                     .map_err(|error| error.to_string())?;
             let limit = RateLimitLayer::builder(quota)

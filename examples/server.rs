@@ -551,11 +551,11 @@ fn redis_store(
     url: &str,
     failure: Option<RedisFailure>,
 ) -> Result<tower_bouncer::store::RedisStore<MaskedIp>, String> {
-    use tower_bouncer::store::{FailurePolicy, MemoryStore, RedisStore};
+    use tower_bouncer::store::{MemoryStore, OnFailure, RedisStore};
     let policy = match failure.unwrap_or(RedisFailure::Open) {
-        RedisFailure::Open => FailurePolicy::Open,
-        RedisFailure::Closed => FailurePolicy::Closed,
-        RedisFailure::Local => FailurePolicy::Local(MemoryStore::new()),
+        RedisFailure::Open => OnFailure::Open,
+        RedisFailure::Closed => OnFailure::Closed,
+        RedisFailure::Local => OnFailure::Local(MemoryStore::new()),
     };
     RedisStore::builder(url)
         .on_failure(policy)

@@ -145,18 +145,18 @@ async fn memory_store_preview_changes_nothing() {
         .unwrap()
         .await
         .unwrap();
-    assert!(peeked.allowed());
+    assert!(peeked.is_allowed());
     assert_eq!(peeked.remaining(), 5);
     assert!(store.is_empty());
     for _ in 0..5 {
-        assert!(store.check(&7, &[quota()], one).await.unwrap().allowed());
+        assert!(store.check(&7, &[quota()], one).await.unwrap().is_allowed());
     }
     let tat = store.theoretical_arrival_time(&7);
     let peeked = Store::preview(&store, &7, &[quota()], one)
         .unwrap()
         .await
         .unwrap();
-    assert!(!peeked.allowed());
+    assert!(!peeked.is_allowed());
     assert_eq!(peeked.retry_after(), Some(Duration::from_secs(60)));
     assert_eq!(store.theoretical_arrival_time(&7), tat);
 }

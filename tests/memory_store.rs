@@ -66,7 +66,7 @@ fn issue_4_threads_hammering_one_key_admit_exactly_the_burst() {
             let admitted = Arc::clone(&admitted);
             thread::spawn(move || {
                 for _ in 0..2_000 {
-                    if check(&store, ip_key(1), &q, 1).allowed() {
+                    if check(&store, ip_key(1), &q, 1).is_allowed() {
                         admitted.fetch_add(1, Ordering::Relaxed);
                     }
                 }
@@ -95,7 +95,7 @@ async fn issue_4_tasks_hammering_one_key_with_costs_admit_exactly_the_burst() {
                 for round in 0..200u32 {
                     let cost = 1 + (task + round) % 3;
                     let decision = store.check(&ip_key(9), &[q], nz(cost)).await.unwrap();
-                    if decision.allowed() {
+                    if decision.is_allowed() {
                         cells += cost;
                     }
                     tokio::task::yield_now().await;
@@ -111,7 +111,7 @@ async fn issue_4_tasks_hammering_one_key_with_costs_admit_exactly_the_burst() {
     // Cells may be left over when the last asks were bigger than what remained: drain them
     // (time stands still) and count. Exactly the burst in all.
     let mut left = 0;
-    while left <= 100 && check(&store, ip_key(9), &q, 1).allowed() {
+    while left <= 100 && check(&store, ip_key(9), &q, 1).is_allowed() {
         left += 1;
     }
     assert!(left < 3, "{left}");
@@ -126,17 +126,17 @@ fn issue_4_cost_above_the_burst_is_denied_without_hint_and_changes_nothing() {
 
     // Unknown key: denied forever, still untracked.
     let never = check(&store, ip_key(1), &q, 6);
-    assert!(!never.allowed());
+    assert!(!never.is_allowed());
     assert_eq!(never.retry_after(), None);
     assert_eq!(never.remaining(), 5);
     assert_eq!(store.theoretical_arrival_time(&ip_key(1)), None);
 
     // Tracked key: denied forever, TAT unchanged.
-    assert!(check(&store, ip_key(2), &q, 2).allowed());
+    assert!(check(&store, ip_key(2), &q, 2).is_allowed());
     let tat = store.theoretical_arrival_time(&ip_key(2));
     assert_eq!(tat, Some(Duration::from_secs(24)));
     let never = check(&store, ip_key(2), &q, 6);
-    assert!(!never.allowed());
+    assert!(!never.is_allowed());
     assert_eq!(never.retry_after(), None);
     assert_eq!(never.remaining(), 3);
     assert_eq!(store.theoretical_arrival_time(&ip_key(2)), tat);
@@ -147,16 +147,16 @@ fn issue_4_a_denial_changes_nothing() {
     let clock = ManualClock::new();
     let store: MemoryStore<IpKey> = manual_store(&clock);
     let q = quota("2/s");
-    assert!(check(&store, ip_key(3), &q, 2).allowed());
+    assert!(check(&store, ip_key(3), &q, 2).is_allowed());
     let tat = store.theoretical_arrival_time(&ip_key(3));
     for _ in 0..100 {
         let denied = check(&store, ip_key(3), &q, 1);
-        assert!(!denied.allowed());
+        assert!(!denied.is_allowed());
         assert_eq!(denied.retry_after(), Some(Duration::from_millis(500)));
     }
     assert_eq!(store.theoretical_arrival_time(&ip_key(3)), tat);
     clock.advance(Duration::from_millis(500));
-    assert!(check(&store, ip_key(3), &q, 1).allowed());
+    assert!(check(&store, ip_key(3), &q, 1).is_allowed());
 }
 
 #[test]
@@ -190,7 +190,7 @@ fn issue_4_retry_after_equals_governors_wait() {
         fake.advance(Duration::from_millis(advance_ms));
         let ours = check(&store, ip_key(4), &q, cost);
         match limiter.check_key_n(&ip_key(4), nz(cost)).unwrap() {
-            Ok(()) => assert!(ours.allowed()),
+            Ok(()) => assert!(ours.is_allowed()),
             Err(not_until) => {
                 denials += 1;
                 assert_eq!(
@@ -209,7 +209,7 @@ fn reports_remaining_next_cell_and_full_times() {
     let store: MemoryStore<IpKey> = manual_store(&clock);
     let q = quota("10/s").allow_burst(nz(5));
     let first = check(&store, ip_key(5), &q, 2);
-    assert!(first.allowed());
+    assert!(first.is_allowed());
     assert_eq!(first.remaining(), 3);
     assert_eq!(first.next_cell_after(), Duration::ZERO);
     assert_eq!(first.full_after(), Duration::from_millis(200));
@@ -219,7 +219,7 @@ fn reports_remaining_next_cell_and_full_times() {
     assert_eq!(drained.full_after(), Duration::from_millis(500));
     clock.advance(Duration::from_millis(250));
     let denied = check(&store, ip_key(5), &q, 3);
-    assert!(!denied.allowed());
+    assert!(!denied.is_allowed());
     assert_eq!(denied.remaining(), 2);
     assert_eq!(denied.retry_after(), Some(Duration::from_millis(50)));
     assert_eq!(denied.full_after(), Duration::from_millis(250));
@@ -235,10 +235,10 @@ fn issue_4_the_cap_holds_under_ten_times_cap_distinct_keys() {
         .build();
     let q = quota("1/min");
     // Tracked before the flood.
-    assert!(check(&store, ip_key(u64::MAX), &q, 1).allowed());
+    assert!(check(&store, ip_key(u64::MAX), &q, 1).is_allowed());
     let mut denied = 0;
     for n in 0..10_000 {
-        if !check(&store, ip_key(n), &q, 1).allowed() {
+        if !check(&store, ip_key(n), &q, 1).is_allowed() {
             denied += 1;
         }
         assert!(store.len() <= 1_000);
@@ -250,9 +250,9 @@ fn issue_4_the_cap_holds_under_ten_times_cap_distinct_keys() {
     assert!(capacity <= 2 * 1_024 + 256, "{capacity}");
 
     // A tracked key is not affected: its bucket refills as usual.
-    assert!(!check(&store, ip_key(u64::MAX), &q, 1).allowed());
+    assert!(!check(&store, ip_key(u64::MAX), &q, 1).is_allowed());
     clock.advance(Duration::from_secs(60));
-    assert!(check(&store, ip_key(u64::MAX), &q, 1).allowed());
+    assert!(check(&store, ip_key(u64::MAX), &q, 1).is_allowed());
 }
 
 #[test]
@@ -296,12 +296,12 @@ fn with_one_shard_the_cap_is_exact() {
     let q = quota("1/s");
     for n in 0..1_000 {
         let decision = check(&store, ip_key(n), &q, 1);
-        assert_eq!(decision.allowed(), n < 100, "key {n}");
+        assert_eq!(decision.is_allowed(), n < 100, "key {n}");
     }
     assert_eq!(store.len(), 100);
     // Keys expire: the next new key makes the cap sweep, and fits.
     clock.advance(Duration::from_secs(1));
-    assert!(check(&store, ip_key(5_000), &q, 1).allowed());
+    assert!(check(&store, ip_key(5_000), &q, 1).is_allowed());
     assert_eq!(store.len(), 1);
 }
 
@@ -317,12 +317,12 @@ fn at_capacity_allow_passes_new_keys_untracked() {
         .build();
     let q = quota("1/h");
     for n in 0..100 {
-        assert!(check(&store, ip_key(n), &q, 1).allowed());
+        assert!(check(&store, ip_key(n), &q, 1).is_allowed());
     }
     assert_eq!(store.len(), 10);
     assert_eq!(store.at_capacity(), AtCapacity::Allow);
     // Tracked keys are still limited.
-    assert!(!check(&store, ip_key(0), &q, 1).allowed());
+    assert!(!check(&store, ip_key(0), &q, 1).is_allowed());
 }
 
 /// Captures what `tracing` writes.
@@ -386,7 +386,7 @@ fn manual_housekeeping_removes_expired_keys_and_gives_memory_back() {
     }
     assert!(store.capacity() >= 50_000);
     clock.advance(Duration::from_secs(30));
-    assert!(!check(&store, ip_key(7), &q, 1).allowed());
+    assert!(!check(&store, ip_key(7), &q, 1).is_allowed());
     // Nothing has expired yet.
     assert_eq!(store.housekeep(), 0);
     assert_eq!(store.len(), 50_000);
@@ -448,7 +448,7 @@ fn the_real_clock_admits_the_burst() {
         MemoryStore::builder().clock(MonotonicClock::new()).build();
     let q = quota("3/h");
     let admitted = (0..10)
-        .filter(|_| check(&store, "client", &q, 1).allowed())
+        .filter(|_| check(&store, "client", &q, 1).is_allowed())
         .count();
     assert_eq!(admitted, 3);
 }
@@ -464,7 +464,7 @@ fn works_through_the_store_trait_and_an_arc() {
             .check(&1, std::slice::from_ref(quota), NonZeroU32::MIN)
             .await
             .unwrap();
-        (first.allowed(), second.allowed())
+        (first.is_allowed(), second.is_allowed())
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()

@@ -45,7 +45,7 @@ fn check(store: &MemoryStore<u64>, windows: &[Quota], cost: u32) -> Decision {
 fn check_and_verify(store: &MemoryStore<u64>, windows: &[Quota], cost: u32) -> Decision {
     let before = store.theoretical_arrival_times(&1);
     let decision = check(store, windows, cost);
-    if !decision.allowed() {
+    if !decision.is_allowed() {
         assert_eq!(
             store.theoretical_arrival_times(&1),
             before,
@@ -63,7 +63,7 @@ fn issue_9_two_windows_3_per_second_and_5_per_minute() {
 
     // A burst admits exactly 3 (the per-second window).
     let burst: Vec<bool> = (0..10)
-        .map(|_| check_and_verify(&store, &windows, 1).allowed())
+        .map(|_| check_and_verify(&store, &windows, 1).is_allowed())
         .collect();
     assert_eq!(burst.iter().filter(|&&allowed| allowed).count(), 3);
     assert!(burst[..3].iter().all(|&allowed| allowed));
@@ -74,7 +74,7 @@ fn issue_9_two_windows_3_per_second_and_5_per_minute() {
     // After 1 s exactly 2 more (what the minute window has left).
     clock.advance(Duration::from_secs(1));
     let more = (0..10)
-        .filter(|_| check_and_verify(&store, &windows, 1).allowed())
+        .filter(|_| check_and_verify(&store, &windows, 1).is_allowed())
         .count();
     assert_eq!(more, 2);
 
@@ -84,7 +84,7 @@ fn issue_9_two_windows_3_per_second_and_5_per_minute() {
     for second in 2..12 {
         clock.advance(Duration::from_secs(1));
         let denied = check_and_verify(&store, &windows, 1);
-        assert!(!denied.allowed(), "at {second} s");
+        assert!(!denied.is_allowed(), "at {second} s");
         assert_eq!(
             denied.retry_after(),
             Some(Duration::from_secs(12 - second)),
@@ -99,8 +99,8 @@ fn issue_9_two_windows_3_per_second_and_5_per_minute() {
         );
     }
     clock.advance(Duration::from_secs(1));
-    assert!(check_and_verify(&store, &windows, 1).allowed());
-    assert!(!check_and_verify(&store, &windows, 1).allowed());
+    assert!(check_and_verify(&store, &windows, 1).is_allowed());
+    assert!(!check_and_verify(&store, &windows, 1).is_allowed());
 }
 
 #[test]
@@ -110,15 +110,15 @@ fn issue_9_a_denial_by_one_window_charges_no_other_window() {
     let clock = ManualClock::new();
     let store = manual(&clock);
     let windows = [quota("100/s"), quota("1/h")];
-    assert!(check(&store, &windows, 1).allowed());
+    assert!(check(&store, &windows, 1).is_allowed());
     let before = store.theoretical_arrival_times(&1).unwrap();
     for _ in 0..1_000 {
-        assert!(!check_and_verify(&store, &windows, 1).allowed());
+        assert!(!check_and_verify(&store, &windows, 1).is_allowed());
     }
     assert_eq!(store.theoretical_arrival_times(&1).unwrap(), before);
     // A cost above the smallest burst never passes, and changes nothing either.
     let never = check_and_verify(&store, &windows, 2);
-    assert!(!never.allowed());
+    assert!(!never.is_allowed());
     assert_eq!(never.retry_after(), None);
 }
 
@@ -132,7 +132,7 @@ fn issue_9_store_rejects_zero_or_too_many_windows() {
         .check(&1, &five[..MAX_WINDOWS], nz(1))
         .into_inner()
         .unwrap()
-        .allowed());
+        .is_allowed());
 }
 
 #[test]
@@ -140,8 +140,8 @@ fn issue_9_one_window_and_several_windows_keep_separate_states() {
     let clock = ManualClock::new();
     let store = manual(&clock);
     let one = [quota("1/min")];
-    assert!(check(&store, &one, 1).allowed());
-    assert!(check(&store, &[quota("1/min"), quota("10/h")], 1).allowed());
+    assert!(check(&store, &one, 1).is_allowed());
+    assert!(check(&store, &[quota("1/min"), quota("10/h")], 1).is_allowed());
     assert!(store.theoretical_arrival_time(&1).is_some());
     assert!(store.theoretical_arrival_times(&1).is_some());
     assert_eq!(store.len(), 2);
@@ -152,15 +152,15 @@ fn issue_9_housekeeping_forgets_a_multi_window_key_when_its_last_window_is_full(
     let clock = ManualClock::new();
     let store = manual(&clock);
     let windows = [quota("1/s"), quota("1/min")];
-    assert!(check(&store, &windows, 1).allowed());
+    assert!(check(&store, &windows, 1).is_allowed());
     clock.advance(Duration::from_secs(30));
     // The per-second window is full again, the per-minute one not: the key stays.
     assert_eq!(store.housekeep(), 0);
-    assert!(!check(&store, &windows, 1).allowed());
+    assert!(!check(&store, &windows, 1).is_allowed());
     clock.advance(Duration::from_secs(30));
     assert_eq!(store.housekeep(), 1);
     assert!(store.is_empty());
-    assert!(check(&store, &windows, 1).allowed());
+    assert!(check(&store, &windows, 1).is_allowed());
 }
 
 #[test]
@@ -179,7 +179,7 @@ fn issue_9_threads_on_one_key_with_two_windows_admit_exactly_the_smaller_allowan
                 let admitted = Arc::clone(&admitted);
                 std::thread::spawn(move || {
                     for _ in 0..50 {
-                        if check(&store, &windows, 1).allowed() {
+                        if check(&store, &windows, 1).is_allowed() {
                             admitted.fetch_add(1, Ordering::Relaxed);
                         }
                     }

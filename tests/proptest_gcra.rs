@@ -119,20 +119,20 @@ proptest! {
             let theirs = limiter.check_key_n(&key, cost);
             match theirs {
                 Err(insufficient) => {
-                    prop_assert!(!ours.allowed(), "step {step}: governor says insufficient capacity {insufficient:?}");
+                    prop_assert!(!ours.is_allowed(), "step {step}: governor says insufficient capacity {insufficient:?}");
                     prop_assert_eq!(ours.retry_after(), None, "step {}", step);
                 }
                 Ok(Ok(snapshot)) => {
-                    prop_assert!(ours.allowed(), "step {step}: governor allowed, we denied {ours:?}");
+                    prop_assert!(ours.is_allowed(), "step {step}: governor allowed, we denied {ours:?}");
                     prop_assert_eq!(ours.remaining(), snapshot.remaining_burst_capacity(), "step {}", step);
                 }
                 Ok(Err(not_until)) => {
-                    prop_assert!(!ours.allowed(), "step {step}: governor denied, we allowed {ours:?}");
+                    prop_assert!(!ours.is_allowed(), "step {step}: governor denied, we allowed {ours:?}");
                     let wait = not_until.wait_time_from(fake.now());
                     prop_assert_eq!(ours.retry_after(), Some(wait), "step {}", step);
                 }
             }
-            if !ours.allowed() {
+            if !ours.is_allowed() {
                 prop_assert_eq!(store.theoretical_arrival_time(&key), before, "step {}: a denial changed the state", step);
             }
             // A store that forgets expired keys decides the same: sweep now and then.
@@ -163,7 +163,7 @@ proptest! {
             let cost = cost(raw_cost, burst);
             let before = store.theoretical_arrival_time(&0);
             let decision = store.check(&0, &[quota], cost).into_inner().unwrap();
-            if decision.allowed() {
+            if decision.is_allowed() {
                 admitted.push((now, u64::from(cost.get())));
             } else {
                 prop_assert_eq!(store.theoretical_arrival_time(&0), before);

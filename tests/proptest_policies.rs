@@ -75,7 +75,7 @@ proptest! {
             clock.advance(Duration::from_nanos(by));
             let before = store.theoretical_arrival_times(&0);
             let decision = store.check(&0, &quotas, nz(cost)).into_inner().unwrap();
-            if decision.allowed() {
+            if decision.is_allowed() {
                 admitted.push((now, u64::from(cost)));
             } else {
                 prop_assert_eq!(
@@ -136,15 +136,15 @@ proptest! {
                 }
             }
             if never {
-                prop_assert!(!decision.allowed(), "step {}", step);
+                prop_assert!(!decision.is_allowed(), "step {}", step);
                 prop_assert_eq!(decision.retry_after(), None, "step {}", step);
             } else if fits {
-                prop_assert!(decision.allowed(), "step {}: the model allows", step);
+                prop_assert!(decision.is_allowed(), "step {}: the model allows", step);
                 for (&(period, _), tat) in windows.iter().zip(tats.iter_mut()) {
                     *tat = (*tat).max(now) + period * n;
                 }
             } else {
-                prop_assert!(!decision.allowed(), "step {}: the model denies", step);
+                prop_assert!(!decision.is_allowed(), "step {}: the model denies", step);
                 prop_assert_eq!(decision.retry_after(), Some(Duration::from_nanos(wait)), "step {}", step);
             }
             // Each window reports its own time to full.

@@ -15,7 +15,7 @@ use http::{HeaderMap, Request, Response, StatusCode};
 use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
 use tower_bouncer::client_ip::{ClientIp, SourceKind};
 use tower_bouncer::rate_limit::{
-    ExtensionKey, ExtractKey, GlobalKey, IpKey, MaskedIp, MissingKey, Quota, RateLimit,
+    ExtensionKey, ExtractKey, GlobalKey, IpKey, MaskedIp, OnMissingKey, Quota, RateLimit,
     RateLimitLayer, RateLimited, ResponseFuture, RetryAfter,
 };
 use tower_bouncer::store::{Decision, ManualClock, MemoryStore, Store, StoreError};
@@ -537,7 +537,7 @@ async fn issue_4_missing_key_is_a_500_naming_the_missing_layer_by_default() {
 #[tokio::test]
 async fn issue_4_missing_key_allow_passes_unlimited() {
     let layer = RateLimitLayer::builder(per_minute(5))
-        .on_missing_key(MissingKey::Allow)
+        .on_missing_key(OnMissingKey::Allow)
         .build()
         .unwrap();
     let mut service = ServiceBuilder::new().layer(layer).service_fn(ok);

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use redis_server::{redis_available, RedisCluster};
 use tower_bouncer::rate_limit::Quota;
-use tower_bouncer::store::{FailurePolicy, RedisStore, Store};
+use tower_bouncer::store::{OnFailure, RedisStore, Store};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_6_three_node_cluster() {
@@ -25,7 +25,7 @@ async fn issue_6_three_node_cluster() {
     eprintln!("cluster up in {:?}", started.elapsed());
     let store: RedisStore<u32> = RedisStore::cluster_builder(cluster.urls())
         .timeout(Duration::from_secs(2))
-        .on_failure(FailurePolicy::Closed)
+        .on_failure(OnFailure::Closed)
         .build()
         .unwrap();
     let quota: Quota = "3/h".parse().unwrap();
@@ -40,7 +40,7 @@ async fn issue_6_three_node_cluster() {
         for key in (round * 100)..(round * 100 + 100) {
             let mut allowed = 0;
             for _ in 0..5 {
-                allowed += u32::from(store.check(&key, &[quota], one).await.unwrap().allowed());
+                allowed += u32::from(store.check(&key, &[quota], one).await.unwrap().is_allowed());
             }
             assert_eq!(allowed, 3, "key {key}");
         }

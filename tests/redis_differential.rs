@@ -107,7 +107,7 @@ fn run(seed: u64, steps: usize, server: &RedisServer) -> usize {
                  time {:?}",
                 clock.now()
             );
-            allowed += usize::from(expected.allowed());
+            allowed += usize::from(expected.is_allowed());
             if let Some(retry) = expected.retry_after() {
                 last_retry = Some(retry);
             }
@@ -199,7 +199,7 @@ fn run_windows(seed: u64, steps: usize, server: &RedisServer) -> (usize, usize) 
                  time {:?}",
                 clock.now()
             );
-            if expected.allowed() {
+            if expected.is_allowed() {
                 allowed += 1;
             } else {
                 denied += 1;

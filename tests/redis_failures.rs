@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use redis_server::{redis_available, RedisServer};
 use tower_bouncer::rate_limit::Quota;
 use tower_bouncer::store::{
-    Decision, FailurePolicy, MemoryStore, RedisStore, Store, StoreError, StoreErrorKind,
+    Decision, MemoryStore, OnFailure, RedisStore, Store, StoreError, StoreErrorKind,
 };
 
 /// Larger than the 50 ms default so that a healthy call on a busy test machine does not time
@@ -28,7 +28,7 @@ fn one() -> NonZeroU32 {
     NonZeroU32::MIN
 }
 
-fn store(server: &RedisServer, policy: FailurePolicy<u64>) -> RedisStore<u64> {
+fn store(server: &RedisServer, policy: OnFailure<u64>) -> RedisStore<u64> {
     RedisStore::builder(server.url())
         .timeout(TIMEOUT)
         .probe_interval(PROBE_INTERVAL)
@@ -75,10 +75,10 @@ async fn issue_6_redis_killed_mid_load_fail_closed_then_restarted() {
         return;
     }
     let mut server = RedisServer::start();
-    let store = store(&server, FailurePolicy::Closed);
+    let store = store(&server, OnFailure::Closed);
     let quota: Quota = "1000/s".parse().unwrap();
     // Warm up: the script is loaded and the connection made.
-    assert!(timed(&store, 0, &quota).await.0.unwrap().allowed());
+    assert!(timed(&store, 0, &quota).await.0.unwrap().is_allowed());
 
     let log = Arc::new(Mutex::new(Vec::new()));
     let start = Instant::now();
@@ -116,7 +116,7 @@ async fn issue_6_redis_killed_mid_load_fail_closed_then_restarted() {
     for (at, _, outcome) in log.iter() {
         match outcome {
             Ok(decision) => {
-                assert!(decision.allowed());
+                assert!(decision.is_allowed());
                 if *at > restarted {
                     after_restart += 1;
                 }
@@ -160,7 +160,7 @@ async fn issue_6_redis_killed_mid_load_fail_closed_then_restarted() {
         .check(&424_242, &[hourly], one())
         .await
         .unwrap()
-        .allowed());
+        .is_allowed());
     assert!(server
         .scan("tower-bouncer:")
         .contains(&"tower-bouncer:424242".to_owned()));
@@ -174,23 +174,23 @@ async fn issue_6_redis_killed_fail_open() {
         return;
     }
     let mut server = RedisServer::start();
-    let store = store(&server, FailurePolicy::Open);
+    let store = store(&server, OnFailure::Open);
     let quota: Quota = "2/h".parse().unwrap();
     for _ in 0..2 {
-        assert!(timed(&store, 7, &quota).await.0.unwrap().allowed());
+        assert!(timed(&store, 7, &quota).await.0.unwrap().is_allowed());
     }
-    assert!(!timed(&store, 7, &quota).await.0.unwrap().allowed());
+    assert!(!timed(&store, 7, &quota).await.0.unwrap().is_allowed());
     server.kill();
     for _ in 0..100 {
         let (result, took) = timed(&store, 8, &quota).await;
         assert!(took <= TIMEOUT + SLACK);
         let decision = result.unwrap();
-        assert!(decision.allowed());
+        assert!(decision.is_allowed());
         assert_eq!(decision.remaining(), 1);
     }
     assert!(!store.is_available());
     // Key 7 was denied by Redis for half an hour: the deny cache still knows.
-    assert!(!timed(&store, 7, &quota).await.0.unwrap().allowed());
+    assert!(!timed(&store, 7, &quota).await.0.unwrap().is_allowed());
     server.restart();
     wait_until_redis_answers(&store, &quota).await;
 }
@@ -203,9 +203,9 @@ async fn issue_6_redis_killed_fail_to_local_store() {
     }
     let mut server = RedisServer::start();
     let local = MemoryStore::new();
-    let store = store(&server, FailurePolicy::Local(local.clone()));
+    let store = store(&server, OnFailure::Local(local.clone()));
     let quota: Quota = "5/h".parse().unwrap();
-    assert!(timed(&store, 1, &quota).await.0.unwrap().allowed());
+    assert!(timed(&store, 1, &quota).await.0.unwrap().is_allowed());
     assert_eq!(
         local.len(),
         0,
@@ -216,14 +216,14 @@ async fn issue_6_redis_killed_fail_to_local_store() {
     for _ in 0..100 {
         let (result, took) = timed(&store, 9, &quota).await;
         assert!(took <= TIMEOUT + SLACK);
-        allowed += usize::from(result.unwrap().allowed());
+        allowed += usize::from(result.unwrap().is_allowed());
     }
     assert_eq!(allowed, 5, "exactly the burst, locally");
     assert_eq!(local.len(), 1);
     server.restart();
     wait_until_redis_answers(&store, &quota).await;
     // Redis (restarted empty) decides again: key 9 has a fresh bucket there.
-    assert!(timed(&store, 9, &quota).await.0.unwrap().allowed());
+    assert!(timed(&store, 9, &quota).await.0.unwrap().is_allowed());
 }
 
 /// Redis made slow with `DEBUG SLEEP`: each request waits at most the timeout, and once the
@@ -234,9 +234,9 @@ async fn issue_6_debug_sleep_timeout_and_breaker_hold() {
         return;
     }
     let server = RedisServer::start();
-    let store = store(&server, FailurePolicy::Open);
+    let store = store(&server, OnFailure::Open);
     let quota: Quota = "1000/s".parse().unwrap();
-    assert!(timed(&store, 0, &quota).await.0.unwrap().allowed());
+    assert!(timed(&store, 0, &quota).await.0.unwrap().is_allowed());
     let before = server.command_calls("evalsha");
 
     server.debug_sleep(1.5);
@@ -247,7 +247,7 @@ async fn issue_6_debug_sleep_timeout_and_breaker_hold() {
     while start.elapsed() < Duration::from_millis(1_000) {
         let (result, took) = timed(&store, calls, &quota).await;
         assert!(took <= TIMEOUT + SLACK, "a call took {took:?}");
-        assert!(result.unwrap().allowed(), "fail open");
+        assert!(result.unwrap().is_allowed(), "fail open");
         if took >= TIMEOUT * 4 / 5 {
             waited += 1;
         }

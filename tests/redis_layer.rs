@@ -16,7 +16,7 @@ use redis_server::{redis_available, RedisServer};
 use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
 use tower_bouncer::client_ip::{ClientIp, SourceKind};
 use tower_bouncer::rate_limit::{MaskedIp, Quota, RateLimitLayer};
-use tower_bouncer::store::{FailurePolicy, RedisStore};
+use tower_bouncer::store::{OnFailure, RedisStore};
 
 async fn ok(_request: Request<()>) -> Result<Response<String>, Infallible> {
     Ok(Response::new("ok".into()))
@@ -40,7 +40,7 @@ async fn issue_6_layer_on_redis_store_answers_429_then_503_when_redis_is_down() 
     }
     let mut server = RedisServer::start();
     let store: RedisStore<MaskedIp> = RedisStore::builder(server.url())
-        .on_failure(FailurePolicy::Closed)
+        .on_failure(OnFailure::Closed)
         .timeout(Duration::from_secs(2))
         .build()
         .unwrap();

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use redis_server::{redis_available, RedisCluster, RedisServer};
 use tower_bouncer::rate_limit::Quota;
-use tower_bouncer::store::{FailurePolicy, RedisStore, Store};
+use tower_bouncer::store::{OnFailure, RedisStore, Store};
 
 fn quota(text: &str) -> Quota {
     text.parse().unwrap()
@@ -27,7 +27,7 @@ fn store<K>(server: &RedisServer, prefix: &str) -> RedisStore<K> {
     RedisStore::builder(server.url())
         .prefix(prefix)
         .timeout(Duration::from_secs(2))
-        .on_failure(FailurePolicy::Closed)
+        .on_failure(OnFailure::Closed)
         .build()
         .unwrap()
 }
@@ -48,7 +48,7 @@ async fn issue_9_redis_two_windows_admit_the_tighter_and_a_denial_writes_nothing
                 .check(&"alice", &windows, ONE)
                 .await
                 .unwrap()
-                .allowed(),
+                .is_allowed(),
         );
     }
     assert_eq!(allowed, 3);
@@ -65,7 +65,7 @@ async fn issue_9_redis_two_windows_admit_the_tighter_and_a_denial_writes_nothing
     let before = read();
     for _ in 0..20 {
         let denied = store.check(&"alice", &windows, ONE).await.unwrap();
-        assert!(!denied.allowed());
+        assert!(!denied.is_allowed());
         assert!(denied.retry_after().unwrap() > Duration::from_secs(1_000));
     }
     // The 5/h window would have allowed: it was charged nothing by the denials.
@@ -80,7 +80,7 @@ async fn issue_9_redis_two_windows_admit_the_tighter_and_a_denial_writes_nothing
         .check(&"alice", &[quota("1/h")], ONE)
         .await
         .unwrap()
-        .allowed());
+        .is_allowed());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -99,7 +99,7 @@ async fn issue_9_redis_64_tasks_on_one_key_admit_exactly_the_smaller_allowance()
             let admitted = Arc::clone(&admitted);
             tokio::spawn(async move {
                 for _ in 0..5 {
-                    if store.check(&1, &windows, ONE).await.unwrap().allowed() {
+                    if store.check(&1, &windows, ONE).await.unwrap().is_allowed() {
                         admitted.fetch_add(1, Ordering::Relaxed);
                     }
                 }
@@ -120,7 +120,7 @@ async fn issue_9_redis_cluster_windows_of_a_key_share_a_slot() {
     let cluster = RedisCluster::start();
     let store: RedisStore<u32> = RedisStore::cluster_builder(cluster.urls())
         .timeout(Duration::from_secs(2))
-        .on_failure(FailurePolicy::Closed)
+        .on_failure(OnFailure::Closed)
         .build()
         .unwrap();
     let windows = [quota("3/h"), quota("4/h")];
@@ -128,7 +128,7 @@ async fn issue_9_redis_cluster_windows_of_a_key_share_a_slot() {
         let mut allowed = 0;
         for _ in 0..5 {
             // A cross-slot script would fail here (CROSSSLOT): every call must succeed.
-            allowed += u32::from(store.check(&key, &windows, ONE).await.unwrap().allowed());
+            allowed += u32::from(store.check(&key, &windows, ONE).await.unwrap().is_allowed());
         }
         assert_eq!(allowed, 3, "key {key}");
     }

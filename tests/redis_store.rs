@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use redis_server::{redis_available, RedisServer};
 use tower_bouncer::rate_limit::Quota;
-use tower_bouncer::store::{FailurePolicy, RedisStore, RedisStoreBuilder, Store, StoreErrorKind};
+use tower_bouncer::store::{OnFailure, RedisStore, RedisStoreBuilder, Store, StoreErrorKind};
 
 fn quota(text: &str) -> Quota {
     text.parse().unwrap()
@@ -28,7 +28,7 @@ fn builder<K>(server: &RedisServer, prefix: &str) -> RedisStoreBuilder<K> {
     RedisStore::builder(server.url())
         .prefix(prefix)
         .timeout(Duration::from_secs(2))
-        .on_failure(FailurePolicy::Closed)
+        .on_failure(OnFailure::Closed)
 }
 
 /// Issue 6, item 1: one script by hash; after `SCRIPT FLUSH` (NOSCRIPT) the store sends the
@@ -48,15 +48,15 @@ async fn issue_6_evalsha_survives_script_flush() {
         .check(&"alice", &[quota], cells(1))
         .await
         .unwrap()
-        .allowed());
+        .is_allowed());
     assert_eq!(server.command_calls("eval"), 1);
     assert!(store
         .check(&"alice", &[quota], cells(1))
         .await
         .unwrap()
-        .allowed());
+        .is_allowed());
     let third = store.check(&"alice", &[quota], cells(1)).await.unwrap();
-    assert!(!third.allowed());
+    assert!(!third.is_allowed());
     let retry = third.retry_after().unwrap();
     assert!(
         retry > Duration::from_secs(29) && retry <= Duration::from_secs(30),
@@ -70,13 +70,13 @@ async fn issue_6_evalsha_survives_script_flush() {
         .check(&"bob", &[quota], cells(1))
         .await
         .unwrap()
-        .allowed());
+        .is_allowed());
     assert_eq!(server.command_calls("eval"), 2);
     assert!(store
         .check(&"bob", &[quota], cells(1))
         .await
         .unwrap()
-        .allowed());
+        .is_allowed());
     assert_eq!(
         server.command_calls("eval"),
         2,
@@ -87,7 +87,7 @@ async fn issue_6_evalsha_survives_script_flush() {
         .check(&"bob", &[quota], cells(1))
         .await
         .unwrap()
-        .allowed());
+        .is_allowed());
 }
 
 /// Issue 6: the same decision fields as the memory store, and cost per request.
@@ -102,21 +102,21 @@ async fn issue_6_decision_fields_and_costs() {
     let quota = quota("1/s").allow_burst(cells(10));
 
     let first = store.check(&7, &[quota], cells(4)).await.unwrap();
-    assert!(first.allowed());
+    assert!(first.is_allowed());
     assert_eq!(first.remaining(), 6);
     assert_eq!(first.next_cell_after(), Duration::ZERO);
     let full = first.full_after();
     assert!(full > Duration::from_millis(3900) && full <= Duration::from_secs(4));
 
     let second = store.check(&7, &[quota], cells(7)).await.unwrap();
-    assert!(!second.allowed(), "7 cells do not fit in 6");
+    assert!(!second.is_allowed(), "7 cells do not fit in 6");
     assert_eq!(second.remaining(), 6);
     let retry = second.retry_after().unwrap();
     assert!(retry > Duration::from_millis(900) && retry <= Duration::from_secs(1));
 
     // Above the burst: never, without a hint, and nothing written.
     let never = store.check(&7, &[quota], cells(11)).await.unwrap();
-    assert!(!never.allowed());
+    assert!(!never.is_allowed());
     assert_eq!(never.retry_after(), None);
     assert_eq!(never.remaining(), 6);
 }
@@ -153,7 +153,7 @@ async fn issue_6_keys_expire_when_the_bucket_is_full_again() {
         .check(&99, &[slow], cells(28))
         .await
         .unwrap()
-        .allowed());
+        .is_allowed());
     let ttl: i64 = server
         .command(&["PTTL", "expiry-test:99"])
         .unwrap()
@@ -191,7 +191,7 @@ async fn issue_6_four_stores_share_one_quota_of_100() {
             tasks.push(tokio::spawn(async move {
                 for _ in 0..50 {
                     let decision = store.check(&"shared", &[quota], cells(1)).await.unwrap();
-                    if decision.allowed() {
+                    if decision.is_allowed() {
                         admitted.fetch_add(1, Ordering::Relaxed);
                     } else {
                         denied.fetch_add(1, Ordering::Relaxed);
@@ -240,7 +240,7 @@ async fn flood(
         tasks.push(tokio::spawn(async move {
             while start.elapsed() < Duration::from_millis(1_000) {
                 let decision = store.check(&"victim", &windows, cells(1)).await.unwrap();
-                if decision.allowed() {
+                if decision.is_allowed() {
                     admitted.fetch_add(1, Ordering::Relaxed);
                 } else {
                     assert!(decision.retry_after().unwrap() <= period);
@@ -373,7 +373,7 @@ async fn issue_6_concurrent_first_requests_cost_one_command() {
     let mut admitted = 0;
     for task in tasks {
         let decision = task.await.unwrap();
-        if decision.allowed() {
+        if decision.is_allowed() {
             admitted += 1;
         } else {
             let retry = decision.retry_after().unwrap();
@@ -398,7 +398,7 @@ async fn issue_6_concurrent_first_requests_cost_one_command() {
         (0..64).map(|_| ("fresh", quota)).collect::<Vec<_>>(),
     )
     .await;
-    assert_eq!(decisions.iter().filter(|d| d.allowed()).count(), 1);
+    assert_eq!(decisions.iter().filter(|d| d.is_allowed()).count(), 1);
     assert_eq!(script_calls(&server) - before, 64);
 }
 
@@ -439,7 +439,7 @@ async fn issue_6_allow_path_on_one_hot_key_does_not_serialise() {
                 .prefix("hot:")
                 .timeout(Duration::from_millis(300))
                 .probe_interval(Duration::from_secs(10))
-                .on_failure(FailurePolicy::Closed)
+                .on_failure(OnFailure::Closed)
                 .build()
                 .unwrap();
             load_script(&store).await;
@@ -505,5 +505,5 @@ async fn issue_6_an_error_reply_does_not_open_the_circuit() {
         .check(&"free", &[quota], cells(1))
         .await
         .unwrap()
-        .allowed());
+        .is_allowed());
 }

@@ -18,7 +18,7 @@ use crate::ConfigError;
 /// choose — a client that can change its key at will has no limit at all.
 ///
 /// Answer `None` when the key cannot be computed (no `ClientIp` in the extensions, no
-/// identity): the layer then applies its [`MissingKey`](super::MissingKey) policy. It never
+/// identity): the layer then applies its [`OnMissingKey`](super::OnMissingKey) policy. It never
 /// counts such a request in some shared bucket.
 ///
 /// The built-ins: [`IpKey`] (the default), [`ExtensionKey`], [`GlobalKey`], [`Scoped`],
@@ -138,7 +138,7 @@ impl<E: ExtractKey + ?Sized> ExtractKey for Box<E> {
 /// It reads the [`ClientIp`] that [`ClientIpLayer`](crate::ClientIpLayer) put into the request
 /// extensions — never a header — so it is exactly as trustworthy as the client-IP source you
 /// configured. A request without a `ClientIp` has no key (the layer's
-/// [`MissingKey`](super::MissingKey) policy applies).
+/// [`OnMissingKey`](super::OnMissingKey) policy applies).
 ///
 /// **IPv6** addresses are masked to a /64 by default: one subscriber usually holds at least a
 /// /64 and can rotate through 2^64 addresses in it, so a /128 key is no limit at all. Some

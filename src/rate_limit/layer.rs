@@ -26,7 +26,7 @@ use crate::store::MemoryStore;
 /// Such a request is never counted in some shared bucket, and never makes the layer panic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
-pub enum MissingKey {
+pub enum OnMissingKey {
     /// Answer `500 Internal Server Error` with a body naming the cause: a missing key is a
     /// server misconfiguration (typically no `ClientIpLayer` in front of the rate limiter),
     /// and failing loudly finds it in the first test. Logged at `error` level. The default.
@@ -65,7 +65,7 @@ pub(crate) struct Config<K, St, B> {
     /// The layer's policy: for every key whose extractor names none (an unknown tier too).
     pub(crate) policy: Policy,
     pub(crate) cost: Cost,
-    pub(crate) on_missing_key: MissingKey,
+    pub(crate) on_missing_key: OnMissingKey,
     pub(crate) responder: Arc<Responder<B>>,
     /// Charge by outcome: check before the call, charge after a response it accepts.
     pub(crate) charger: Option<Arc<StoreCharger<St>>>,
@@ -118,7 +118,7 @@ impl RateLimitLayer<IpKey, MemoryStore<MaskedIp>> {
             MemoryStore::new(),
             Policy::from(quota),
             Cost::Fixed(NonZeroU32::MIN),
-            MissingKey::default(),
+            OnMissingKey::default(),
             Responder {
                 timing: RetryAfter::Visible,
                 fields: false,
@@ -178,7 +178,7 @@ impl RateLimitLayer<(), ()> {
             timing: RetryAfter::Visible,
             ratelimit_headers: false,
             report_only: false,
-            on_missing_key: MissingKey::default(),
+            on_missing_key: OnMissingKey::default(),
             deny: None,
             tier_bursts: None,
             charge_when: None,
@@ -192,7 +192,7 @@ impl<K, St, B> RateLimitLayer<K, St, B> {
         store: St,
         policy: Policy,
         cost: Cost,
-        on_missing_key: MissingKey,
+        on_missing_key: OnMissingKey,
         responder: Responder<B>,
         charge_when: Option<ChargeWhen>,
     ) -> Self {
@@ -299,7 +299,7 @@ pub struct RateLimitLayerBuilder<K, C, B = DefaultDenyBody> {
     timing: RetryAfter,
     ratelimit_headers: bool,
     report_only: bool,
-    on_missing_key: MissingKey,
+    on_missing_key: OnMissingKey,
     deny: Option<DenyFn<B>>,
     /// The smallest burst of the tiers' policies, when `tiers` was called.
     tier_bursts: Option<NonZeroU32>,
@@ -441,9 +441,9 @@ impl<K, C, B> RateLimitLayerBuilder<K, C, B> {
         self
     }
 
-    /// What happens to a request whose key cannot be computed ([`MissingKey::Reject`] by
+    /// What happens to a request whose key cannot be computed ([`OnMissingKey::Reject`] by
     /// default).
-    pub fn on_missing_key(mut self, policy: MissingKey) -> Self {
+    pub fn on_missing_key(mut self, policy: OnMissingKey) -> Self {
         self.on_missing_key = policy;
         self
     }

@@ -121,8 +121,8 @@
 //! | `(A, B)`, `(A, B, C)` | every part | e.g. user × route |
 //! | [`a.or(b)`](ExtractKey::or) | `a`'s key, else `b`'s | e.g. user, else IP |
 //!
-//! A request whose key cannot be computed gets the [`MissingKey`] outcome: a `500` naming the
-//! misconfiguration by default, or [`MissingKey::Allow`]. Never a panic, never a shared bucket.
+//! A request whose key cannot be computed gets the [`OnMissingKey`] outcome: a `500` naming the
+//! misconfiguration by default, or [`OnMissingKey::Allow`]. Never a panic, never a shared bucket.
 //!
 //! # Responses
 //!
@@ -197,7 +197,7 @@ pub use key::{
 #[cfg(feature = "axum")]
 pub use key::{RouteKey, RoutePath};
 pub use layer::{
-    DefaultStore, MissingKey, ProvideStore, RateLimitLayer, RateLimitLayerBuilder, WithStore,
+    DefaultStore, OnMissingKey, ProvideStore, RateLimitLayer, RateLimitLayerBuilder, WithStore,
 };
 pub use policy::{Policy, PolicyBuilder};
 pub use quota::Quota;

@@ -323,7 +323,7 @@ impl Timing {
         } else {
             policy.denial(decision, cost).0
         };
-        let retry_after = if decision.allowed() {
+        let retry_after = if decision.is_allowed() {
             None
         } else {
             decision

@@ -15,7 +15,7 @@ use super::layer::{fmt_config, Config, Cost, StoreCharger};
 use super::response::{
     json_response, DefaultDenyBody, DenyBody, Responder, Timing, MISSING_KEY_BODY, STORE_ERROR_BODY,
 };
-use super::{ExtractKey, MissingKey, Policy, RateLimited};
+use super::{ExtractKey, OnMissingKey, Policy, RateLimited};
 use crate::client_ip::{ClientIp, RequestView};
 use crate::store::{Decision, Store, StoreError, StoreErrorKind};
 
@@ -239,7 +239,7 @@ where
     K: fmt::Debug,
     ResBody: From<&'static str>,
 {
-    if config.on_missing_key == MissingKey::Reject && !config.responder.report_only {
+    if config.on_missing_key == OnMissingKey::Reject && !config.responder.report_only {
         tracing::error!(
             target: "tower_bouncer::rate_limit",
             ip = %MaybeIp(client_ip(request)),
@@ -338,7 +338,7 @@ where
             ));
         }
     };
-    if decision.allowed() {
+    if decision.is_allowed() {
         #[cfg(feature = "metrics")]
         count(request, "allowed");
         tracing::debug!(

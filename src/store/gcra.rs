@@ -283,7 +283,7 @@ mod tests {
             panic!("{verdict:?}")
         };
         let decision = g.decision(verdict, Some(new_tat), now);
-        assert!(decision.allowed());
+        assert!(decision.is_allowed());
         assert_eq!(decision.remaining(), 2);
         assert_eq!(decision.retry_after(), None);
         assert_eq!(decision.next_cell_after(), Duration::ZERO);
@@ -293,7 +293,7 @@ mod tests {
         let tat = Some(now + 300 * MS);
         let verdict = g.verdict(tat, now, 1);
         let decision = g.decision(verdict, tat, now);
-        assert!(!decision.allowed());
+        assert!(!decision.is_allowed());
         assert_eq!(decision.remaining(), 0);
         assert_eq!(decision.retry_after(), Some(Duration::from_millis(100)));
         assert_eq!(decision.next_cell_after(), Duration::from_millis(100));
@@ -303,14 +303,14 @@ mod tests {
         let tat = Some(now + 200 * MS);
         let verdict = g.verdict(tat, now, 2);
         let decision = g.decision(verdict, tat, now);
-        assert!(!decision.allowed());
+        assert!(!decision.is_allowed());
         assert_eq!(decision.remaining(), 1);
         assert_eq!(decision.retry_after(), Some(Duration::from_millis(100)));
 
         // Cost above the burst: no retry hint, state reported as it is.
         let verdict = g.verdict(None, now, 4);
         let decision = g.decision(verdict, None, now);
-        assert!(!decision.allowed());
+        assert!(!decision.is_allowed());
         assert_eq!(decision.retry_after(), None);
         assert_eq!(decision.remaining(), 3);
         assert_eq!(decision.full_after(), Duration::ZERO);

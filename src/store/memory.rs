@@ -1210,15 +1210,15 @@ mod tests {
         let (_clock, store) = manual(3, 1);
         let q = quota("2/min");
         for key in 0..3 {
-            assert!(check(&store, key, &q, 1).allowed());
+            assert!(check(&store, key, &q, 1).is_allowed());
         }
         let refused = check(&store, 99, &q, 1);
-        assert!(!refused.allowed());
+        assert!(!refused.is_allowed());
         assert_eq!(refused.retry_after(), Some(Duration::from_secs(30)));
         assert_eq!(store.len(), 3);
         // A tracked key still has its second cell.
-        assert!(check(&store, 0, &q, 1).allowed());
-        assert!(!check(&store, 0, &q, 1).allowed());
+        assert!(check(&store, 0, &q, 1).is_allowed());
+        assert!(!check(&store, 0, &q, 1).is_allowed());
     }
 
     #[test]
@@ -1230,10 +1230,10 @@ mod tests {
             .manual_housekeeping()
             .build();
         let q = quota("1/min");
-        assert!(check(&store, 1, &q, 1).allowed());
+        assert!(check(&store, 1, &q, 1).is_allowed());
         for _ in 0..5 {
             let passed = check(&store, 2, &q, 1);
-            assert!(passed.allowed());
+            assert!(passed.is_allowed());
             assert_eq!(passed.remaining(), 0);
         }
         assert_eq!(store.len(), 1);
@@ -1245,12 +1245,12 @@ mod tests {
         let (clock, store) = manual(4, 1);
         let q = quota("1/s");
         for key in 0..4 {
-            assert!(check(&store, key, &q, 1).allowed());
+            assert!(check(&store, key, &q, 1).is_allowed());
         }
         // Full, and nothing can expire before 1 s: refused without a sweep.
         clock.advance(Duration::from_millis(999));
         for key in 10..20 {
-            assert!(!check(&store, key, &q, 1).allowed());
+            assert!(!check(&store, key, &q, 1).is_allowed());
         }
         assert_eq!(
             store.inner.shards[0]
@@ -1259,7 +1259,7 @@ mod tests {
             1_000_000_000
         );
         clock.advance(Duration::from_millis(1));
-        assert!(check(&store, 20, &q, 1).allowed());
+        assert!(check(&store, 20, &q, 1).is_allowed());
         assert_eq!(store.len(), 1);
     }
 
@@ -1267,20 +1267,20 @@ mod tests {
     fn the_cap_sweeps_at_most_once_a_second_or_once_per_quarter_of_the_shard() {
         let (clock, store) = manual(32, 1);
         let q = quota("1/s");
-        assert!(check(&store, 0, &q, 1).allowed());
+        assert!(check(&store, 0, &q, 1).is_allowed());
         clock.advance(Duration::from_millis(500));
         for key in 1..32 {
-            assert!(check(&store, key, &q, 1).allowed());
+            assert!(check(&store, key, &q, 1).is_allowed());
         }
         // 1 s: key 0 expires; the first sweep makes room for one key.
         clock.advance(Duration::from_millis(500));
-        assert!(check(&store, 100, &q, 1).allowed());
+        assert!(check(&store, 100, &q, 1).is_allowed());
         assert_eq!(store.theoretical_arrival_time(&0), None);
         // 1.6 s: keys 1..32 have expired, but the last sweep was 0.6 s ago and only one new
         // key came since: the shard sweeps again once 32 / 16 = 2 new keys have come.
         clock.advance(Duration::from_millis(600));
-        assert!(!check(&store, 200, &q, 1).allowed());
-        assert!(check(&store, 201, &q, 1).allowed());
+        assert!(!check(&store, 200, &q, 1).is_allowed());
+        assert!(check(&store, 201, &q, 1).is_allowed());
         assert_eq!(store.theoretical_arrival_time(&1), None);
         assert_eq!(store.len(), 2);
     }
@@ -1297,7 +1297,7 @@ mod tests {
         };
         assert!(capacity(&store) >= 10_000);
         clock.advance(Duration::from_millis(999));
-        assert!(check(&store, 10_000, &q, 1).allowed());
+        assert!(check(&store, 10_000, &q, 1).is_allowed());
         assert_eq!(store.housekeep(), 0);
         clock.advance(Duration::from_millis(1));
         // Every key but 10,000 (charged at 0.999 s, full again at 1.999 s) has expired.
@@ -1315,7 +1315,7 @@ mod tests {
         let (_clock, store) = manual(10, 1);
         let q = quota("2/s");
         let gcra = Gcra::new(&q);
-        assert!(check(&store, 7, &q, 1).allowed());
+        assert!(check(&store, 7, &q, 1).is_allowed());
         let tat = AtomicU64::new(store.theoretical_arrival_time(&7).unwrap().as_nanos() as u64);
         let via_cas = charge(&tat, &gcra, 0, 1).unwrap();
         let via_store = check(&store, 7, &q, 1);

@@ -65,15 +65,15 @@
 //! let quota: Quota = "2/min".parse().unwrap();
 //! let one = NonZeroU32::MIN;
 //!
-//! assert!(store.check(&"alice", &[quota], one).await?.allowed());
-//! assert!(store.check(&"alice", &[quota], one).await?.allowed());
+//! assert!(store.check(&"alice", &[quota], one).await?.is_allowed());
+//! assert!(store.check(&"alice", &[quota], one).await?.is_allowed());
 //! let third = store.check(&"alice", &[quota], one).await?;
-//! assert!(!third.allowed());
+//! assert!(!third.is_allowed());
 //! // The next cell comes back 30 s after the first one was spent.
 //! let wait = third.retry_after().unwrap();
 //! assert!(wait > Duration::from_secs(29) && wait <= Duration::from_secs(30));
 //! // Another key has its own bucket.
-//! assert!(store.check(&"bob", &[quota], one).await?.allowed());
+//! assert!(store.check(&"bob", &[quota], one).await?.is_allowed());
 //! # Ok::<(), tower_bouncer::store::StoreError>(())
 //! # }).unwrap();
 //! # }
@@ -101,14 +101,14 @@
 //! let one = NonZeroU32::MIN;
 //! let check = || store.check(&"alice", &windows, one).into_inner().unwrap();
 //!
-//! let burst = (0..10).filter(|_| check().allowed()).count();
+//! let burst = (0..10).filter(|_| check().is_allowed()).count();
 //! assert_eq!(burst, 3); // the per-second window
 //! let before = store.theoretical_arrival_times(&"alice");
 //! let denied = check();
-//! assert!(!denied.allowed());
+//! assert!(!denied.is_allowed());
 //! assert_eq!(store.theoretical_arrival_times(&"alice"), before); // nothing charged
 //! clock.advance(Duration::from_secs(1));
-//! let more = (0..10).filter(|_| check().allowed()).count();
+//! let more = (0..10).filter(|_| check().is_allowed()).count();
 //! assert_eq!(more, 2); // the per-minute window has 2 of its 5 left
 //! // Each window's state, for the IETF fields of each policy.
 //! let decision = check();
@@ -141,14 +141,14 @@
 //! let quota: Quota = "1/s".parse().unwrap();
 //! let one = NonZeroU32::MIN;
 //!
-//! assert!(store.check(&42_u64, &[quota], one).await.unwrap().allowed());
-//! assert!(!store.check(&42_u64, &[quota], one).await.unwrap().allowed());
+//! assert!(store.check(&42_u64, &[quota], one).await.unwrap().is_allowed());
+//! assert!(!store.check(&42_u64, &[quota], one).await.unwrap().is_allowed());
 //! clock.advance(Duration::from_secs(1));
 //! assert_eq!(store.len(), 1);
 //! // The bucket of key 42 is full again: housekeeping forgets it.
 //! assert_eq!(store.housekeep(), 1);
 //! assert!(store.is_empty());
-//! assert!(store.check(&42_u64, &[quota], one).await.unwrap().allowed());
+//! assert!(store.check(&42_u64, &[quota], one).await.unwrap().is_allowed());
 //! # });
 //! # }
 //! ```
@@ -176,7 +176,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 #[cfg(feature = "redis")]
-pub use self::redis::{FailurePolicy, RedisCheck, RedisKey, RedisStore, RedisStoreBuilder};
+pub use self::redis::{OnFailure, RedisCheck, RedisKey, RedisStore, RedisStoreBuilder};
 pub use clock::{Clock, ManualClock, MonotonicClock};
 #[cfg(feature = "memory")]
 pub use memory::{AtCapacity, HousekeepingThread, MemoryStore, MemoryStoreBuilder};
@@ -353,7 +353,7 @@ impl Decision {
     }
 
     /// Whether the request may pass (its cells are charged).
-    pub const fn allowed(&self) -> bool {
+    pub const fn is_allowed(&self) -> bool {
         self.allowed
     }
 
@@ -481,13 +481,13 @@ mod tests {
             .with_remaining(4)
             .with_next_cell_after(Duration::ZERO)
             .with_full_after(Duration::from_secs(2));
-        assert!(allowed.allowed());
+        assert!(allowed.is_allowed());
         assert_eq!(allowed.remaining(), 4);
         assert_eq!(allowed.retry_after(), None);
         assert_eq!(allowed.full_after(), Duration::from_secs(2));
 
         let denied = Decision::denied_for(Duration::from_millis(1500));
-        assert!(!denied.allowed());
+        assert!(!denied.is_allowed());
         assert_eq!(denied.retry_after(), Some(Duration::from_millis(1500)));
 
         // A denial always has a wait.
@@ -495,7 +495,7 @@ mod tests {
         assert_eq!(zero.retry_after(), Some(Duration::from_nanos(1)));
 
         let never = Decision::denied_forever().with_remaining(3);
-        assert!(!never.allowed());
+        assert!(!never.is_allowed());
         assert_eq!(never.retry_after(), None);
         assert_eq!(never.remaining(), 3);
 

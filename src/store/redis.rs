@@ -39,7 +39,7 @@ const WINDOWS_SCRIPT: &str = include_str!("redis/gcra_windows.lua");
 /// What the store answers while Redis fails (an error, a timeout, or an open circuit).
 ///
 /// See [`RedisStore`] for how the circuit breaker limits the cost of a failing Redis.
-pub enum FailurePolicy<K> {
+pub enum OnFailure<K> {
     /// Allow every request, as if every bucket were full: availability first.
     Open,
     /// Answer a [`StoreError`] (kind [`Unavailable`](StoreErrorKind::Unavailable) or
@@ -51,7 +51,7 @@ pub enum FailurePolicy<K> {
     Local(MemoryStore<K>),
 }
 
-impl<K> Clone for FailurePolicy<K> {
+impl<K> Clone for OnFailure<K> {
     fn clone(&self) -> Self {
         match self {
             Self::Open => Self::Open,
@@ -61,7 +61,7 @@ impl<K> Clone for FailurePolicy<K> {
     }
 }
 
-impl<K> fmt::Debug for FailurePolicy<K> {
+impl<K> fmt::Debug for OnFailure<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Open => f.write_str("Open"),
@@ -97,15 +97,15 @@ impl<K> fmt::Debug for FailurePolicy<K> {
 /// `OOM`, `CLUSTERDOWN` …) — opens a **circuit breaker**: for the next
 /// probe interval (1 s by default) no request waits for Redis; then one request probes it, and
 /// a successful probe closes the circuit. A dead Redis so costs one timeout per interval, not
-/// one per request. Meanwhile the [`FailurePolicy`] answers. (An error reply about the call
+/// one per request. Meanwhile the [`OnFailure`] answers. (An error reply about the call
 /// itself — another application's hash under one of our names, say — is answered by the policy
 /// too, without opening the circuit.)
 ///
 /// | policy | answer while Redis fails |
 /// | --- | --- |
-/// | [`FailurePolicy::Open`] (default) | allowed, as if every bucket were full |
-/// | [`FailurePolicy::Closed`] | a [`StoreError`] (a rate-limit layer answers 503) |
-/// | [`FailurePolicy::Local`] | the decision of a local [`MemoryStore`]: a per-instance limit |
+/// | [`OnFailure::Open`] (default) | allowed, as if every bucket were full |
+/// | [`OnFailure::Closed`] | a [`StoreError`] (a rate-limit layer answers 503) |
+/// | [`OnFailure::Local`] | the decision of a local [`MemoryStore`]: a per-instance limit |
 ///
 /// The breaker logs a `tracing` warning when the circuit opens and when it closes; nothing is
 /// logged per request.
@@ -156,21 +156,21 @@ impl<K> fmt::Debug for FailurePolicy<K> {
 /// use std::num::NonZeroU32;
 /// use std::time::Duration;
 /// use tower_bouncer::rate_limit::Quota;
-/// use tower_bouncer::store::{FailurePolicy, MemoryStore, RedisStore, Store};
+/// use tower_bouncer::store::{OnFailure, MemoryStore, RedisStore, Store};
 ///
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// // Inside a Tokio runtime: the connection is made in the background.
 /// let store: RedisStore<String> = RedisStore::builder("redis://127.0.0.1:6379/")
 ///     .prefix("myapp:login:")
 ///     .timeout(Duration::from_millis(20))
-///     .on_failure(FailurePolicy::Local(MemoryStore::new()))
+///     .on_failure(OnFailure::Local(MemoryStore::new()))
 ///     .build()?;
 ///
 /// let quota: Quota = "5/min".parse()?;
 /// let decision = store
 ///     .check(&"alice".to_owned(), &[quota], NonZeroU32::MIN)
 ///     .await?;
-/// println!("allowed: {}, remaining: {}", decision.allowed(), decision.remaining());
+/// println!("allowed: {}, remaining: {}", decision.is_allowed(), decision.remaining());
 /// # Ok(())
 /// # }
 /// ```
@@ -178,14 +178,14 @@ impl<K> fmt::Debug for FailurePolicy<K> {
 /// A Redis Cluster is given by some of its nodes:
 ///
 /// ```no_run
-/// use tower_bouncer::store::{FailurePolicy, RedisStore};
+/// use tower_bouncer::store::{OnFailure, RedisStore};
 ///
 /// # fn run() -> Result<(), tower_bouncer::ConfigError> {
 /// let store: RedisStore<u64> = RedisStore::cluster_builder([
 ///     "redis://10.0.0.1:6379/",
 ///     "redis://10.0.0.2:6379/",
 /// ])
-/// .on_failure(FailurePolicy::Closed)
+/// .on_failure(OnFailure::Closed)
 /// .build()?;
 /// # Ok(())
 /// # }
@@ -197,7 +197,7 @@ impl<K> fmt::Debug for FailurePolicy<K> {
 /// ```
 /// use std::num::NonZeroU32;
 /// use tower_bouncer::rate_limit::Quota;
-/// use tower_bouncer::store::{FailurePolicy, MemoryStore, RedisStore, Store, StoreErrorKind};
+/// use tower_bouncer::store::{OnFailure, MemoryStore, RedisStore, Store, StoreErrorKind};
 ///
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// let quota: Quota = "2/min".parse().unwrap();
@@ -206,7 +206,7 @@ impl<K> fmt::Debug for FailurePolicy<K> {
 ///
 /// // Closed: an error, which a rate-limit layer turns into a 503.
 /// let closed: RedisStore<&str> = RedisStore::builder(unreachable)
-///     .on_failure(FailurePolicy::Closed)
+///     .on_failure(OnFailure::Closed)
 ///     .build()
 ///     .unwrap();
 /// let error = closed.check(&"alice", &[quota], one).await.unwrap_err();
@@ -216,16 +216,16 @@ impl<K> fmt::Debug for FailurePolicy<K> {
 ///
 /// // Open: allowed, as if the bucket were full.
 /// let open: RedisStore<&str> = RedisStore::builder(unreachable).build().unwrap();
-/// assert!(open.check(&"alice", &[quota], one).await.unwrap().allowed());
+/// assert!(open.check(&"alice", &[quota], one).await.unwrap().is_allowed());
 ///
 /// // Local: this instance enforces the quota on its own.
 /// let local: RedisStore<&str> = RedisStore::builder(unreachable)
-///     .on_failure(FailurePolicy::Local(MemoryStore::new()))
+///     .on_failure(OnFailure::Local(MemoryStore::new()))
 ///     .build()
 ///     .unwrap();
-/// assert!(local.check(&"alice", &[quota], one).await.unwrap().allowed());
-/// assert!(local.check(&"alice", &[quota], one).await.unwrap().allowed());
-/// assert!(!local.check(&"alice", &[quota], one).await.unwrap().allowed());
+/// assert!(local.check(&"alice", &[quota], one).await.unwrap().is_allowed());
+/// assert!(local.check(&"alice", &[quota], one).await.unwrap().is_allowed());
+/// assert!(!local.check(&"alice", &[quota], one).await.unwrap().is_allowed());
 /// # });
 /// ```
 ///
@@ -241,7 +241,7 @@ struct Inner<K> {
     windows_script_hash: String,
     prefix: Box<[u8]>,
     timeout: Duration,
-    policy: FailurePolicy<K>,
+    policy: OnFailure<K>,
     breaker: Breaker,
     deny_cache: DenyCache,
     /// The origin of the breaker's and the deny cache's clock.
@@ -402,7 +402,7 @@ where
             }
             Lookup::Deny(_) | Lookup::Wait(_) | Lookup::Hold(_) => None,
         };
-        let key = matches!(inner.policy, FailurePolicy::Local(_)).then(|| key.clone());
+        let key = matches!(inner.policy, OnFailure::Local(_)).then(|| key.clone());
         RedisCheck {
             state: State::Pending(Box::pin(decide(
                 pending, rule, cost, next, admission, deadline, key,
@@ -556,9 +556,9 @@ impl<K> Drop for Pending<K> {
     }
 }
 
-/// What the store answers while Redis fails (the [`FailurePolicy`]).
+/// What the store answers while Redis fails (the [`OnFailure`]).
 fn apply_policy<K>(
-    policy: &FailurePolicy<K>,
+    policy: &OnFailure<K>,
     key: Option<&K>,
     rule: &Rule,
     cost: NonZeroU32,
@@ -569,11 +569,9 @@ where
 {
     match (policy, key) {
         // As if every bucket were full: a fresh key at time 0.
-        (FailurePolicy::Open, _) => Ok(rule.decide(&[0; MAX_WINDOWS], cost.get()).1),
-        (FailurePolicy::Local(store), Some(key)) => {
-            store.check(key, rule.quotas(), cost).into_inner()
-        }
-        (FailurePolicy::Closed | FailurePolicy::Local(_), _) => Err(error),
+        (OnFailure::Open, _) => Ok(rule.decide(&[0; MAX_WINDOWS], cost.get()).1),
+        (OnFailure::Local(store), Some(key)) => store.check(key, rule.quotas(), cost).into_inner(),
+        (OnFailure::Closed | OnFailure::Local(_), _) => Err(error),
     }
 }
 
@@ -809,7 +807,7 @@ pub struct RedisStoreBuilder<K> {
     prefix: Vec<u8>,
     timeout: Duration,
     probe_interval: Duration,
-    policy: FailurePolicy<K>,
+    policy: OnFailure<K>,
     deny_cache_capacity: usize,
 }
 
@@ -835,7 +833,7 @@ impl<K> RedisStoreBuilder<K> {
             prefix: b"tower-bouncer:".to_vec(),
             timeout: Duration::from_millis(50),
             probe_interval: Duration::from_secs(1),
-            policy: FailurePolicy::Open,
+            policy: OnFailure::Open,
             deny_cache_capacity: 10_000,
         }
     }
@@ -865,9 +863,9 @@ impl<K> RedisStoreBuilder<K> {
         self
     }
 
-    /// What to answer while Redis fails (default [`FailurePolicy::Open`]).
+    /// What to answer while Redis fails (default [`OnFailure::Open`]).
     #[must_use]
-    pub fn on_failure(mut self, policy: FailurePolicy<K>) -> Self {
+    pub fn on_failure(mut self, policy: OnFailure<K>) -> Self {
         self.policy = policy;
         self
     }
@@ -966,7 +964,7 @@ mod tests {
         let rule = Rule::new(&[quota("10/s").allow_burst(NonZeroU32::new(3).unwrap())]).unwrap();
         let ms = 1_000_000;
         let decision = reply(true, 0, 100 * ms).decision(&rule, 1).unwrap();
-        assert!(decision.allowed());
+        assert!(decision.is_allowed());
         assert_eq!(decision.remaining(), 2);
         assert_eq!(decision.full_after(), Duration::from_millis(100));
 
@@ -989,7 +987,7 @@ mod tests {
             before: [0; MAX_WINDOWS],
             after: [100 * ms, 1_000 * ms, 0, 0],
         };
-        assert!(both.decision(&rule, 1).unwrap().allowed());
+        assert!(both.decision(&rule, 1).unwrap().is_allowed());
         let wrong = Reply {
             after: [100 * ms, 900 * ms, 0, 0],
             ..both
@@ -1004,25 +1002,25 @@ mod tests {
         let one = NonZeroU32::MIN;
         let error = || StoreError::new(StoreErrorKind::Timeout);
 
-        let open = apply_policy::<u32>(&FailurePolicy::Open, Some(&1), &rule, one, error());
+        let open = apply_policy::<u32>(&OnFailure::Open, Some(&1), &rule, one, error());
         let open = open.unwrap();
-        assert!(open.allowed());
+        assert!(open.is_allowed());
         assert_eq!(open.remaining(), 2);
         // Open still refuses what can never pass.
         let never = NonZeroU32::new(4).unwrap();
-        let open = apply_policy::<u32>(&FailurePolicy::Open, Some(&1), &rule, never, error());
+        let open = apply_policy::<u32>(&OnFailure::Open, Some(&1), &rule, never, error());
         assert_eq!(open.unwrap().retry_after(), None);
 
-        let closed = apply_policy::<u32>(&FailurePolicy::Closed, Some(&1), &rule, one, error());
+        let closed = apply_policy::<u32>(&OnFailure::Closed, Some(&1), &rule, one, error());
         assert_eq!(closed.unwrap_err().kind(), StoreErrorKind::Timeout);
 
-        let local = FailurePolicy::Local(MemoryStore::<u32>::new());
+        let local = OnFailure::Local(MemoryStore::<u32>::new());
         for _ in 0..3 {
             let decision = apply_policy(&local, Some(&1), &rule, one, error()).unwrap();
-            assert!(decision.allowed());
+            assert!(decision.is_allowed());
         }
         let decision = apply_policy(&local, Some(&1), &rule, one, error()).unwrap();
-        assert!(!decision.allowed());
+        assert!(!decision.is_allowed());
         assert!(format!("{local:?}").starts_with("Local(MemoryStore"));
     }
 
@@ -1084,7 +1082,7 @@ mod tests {
         fn assert_send_sync<T: Send + Sync + 'static>() {}
         fn assert_send<T: Send + 'static>() {}
         assert_send_sync::<RedisStore<String>>();
-        assert_send_sync::<FailurePolicy<String>>();
+        assert_send_sync::<OnFailure<String>>();
         assert_send::<RedisCheck>();
     }
 }

@@ -457,7 +457,7 @@ mod tests {
         let ticket = sent(cache.lookup(b"k", &r, 1, FAR, || now));
         answer(&cache, &r, ticket, now, 300 * MS + US);
         let one = denied(cache.lookup(b"k", &r, 1, FAR, || now + 40 * MS));
-        assert!(!one.allowed());
+        assert!(!one.is_allowed());
         assert_eq!(one.retry_after(), Some(Duration::from_millis(60)));
         assert_eq!(one.remaining(), 0);
         assert_eq!(one.full_after(), Duration::from_millis(260));
