@@ -48,23 +48,37 @@ fn quotas() -> Vec<Quota> {
     ]
 }
 
-/// Each key keeps one quota (as a layer does); several keys per quota.
-fn run(seed: u64, steps: usize, server: &RedisServer) -> usize {
-    let runtime = tokio::runtime::Builder::new_current_thread()
+/// A runtime for one run: the Redis store's connection lives on it.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
+        .unwrap()
+}
+
+/// The memory store on a manual clock, and a Redis store with its own `prefix` (built inside
+/// the runtime).
+fn stores(
+    server: &RedisServer,
+    prefix: &str,
+) -> (ManualClock, MemoryStore<(u32, u32)>, RedisStore<(u32, u32)>) {
+    let clock = ManualClock::new();
+    let memory = MemoryStore::builder()
+        .clock(clock.clone())
+        .manual_housekeeping()
+        .build();
+    let redis = RedisStore::builder(server.url())
+        .prefix(prefix)
+        .timeout(Duration::from_secs(5))
+        .build()
         .unwrap();
-    runtime.block_on(async {
-        let clock = ManualClock::new();
-        let memory: MemoryStore<(u32, u32)> = MemoryStore::builder()
-            .clock(clock.clone())
-            .manual_housekeeping()
-            .build();
-        let redis: RedisStore<(u32, u32)> = RedisStore::builder(server.url())
-            .prefix(format!("differential-{seed}:"))
-            .timeout(Duration::from_secs(5))
-            .build()
-            .unwrap();
+    (clock, memory, redis)
+}
+
+/// Each key keeps one quota (as a layer does); several keys per quota.
+fn run(seed: u64, steps: usize, server: &RedisServer) -> usize {
+    runtime().block_on(async {
+        let (clock, memory, redis) = stores(server, &format!("differential-{seed}:"));
         // Redis sees the same times, from an epoch in 2023.
         let epoch = Duration::from_secs(1_700_000_000);
         let quotas = quotas();
@@ -145,21 +159,8 @@ fn policies() -> Vec<Vec<Quota>> {
 /// Issue 9: the same as `run`, with several windows per key; every decision must match the
 /// memory store's to the nanosecond, each window's report included.
 fn run_windows(seed: u64, steps: usize, server: &RedisServer) -> (usize, usize) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let clock = ManualClock::new();
-        let memory: MemoryStore<(u32, u32)> = MemoryStore::builder()
-            .clock(clock.clone())
-            .manual_housekeeping()
-            .build();
-        let redis: RedisStore<(u32, u32)> = RedisStore::builder(server.url())
-            .prefix(format!("windows-{seed}:"))
-            .timeout(Duration::from_secs(5))
-            .build()
-            .unwrap();
+    runtime().block_on(async {
+        let (clock, memory, redis) = stores(server, &format!("windows-{seed}:"));
         let epoch = Duration::from_secs(1_700_000_000);
         let policies = policies();
         let mut rng = Rng(seed);
@@ -244,4 +245,83 @@ fn issue_6_differential_redis_script_matches_memory_store() {
         total_allowed > 2_000 && total_allowed < 10_000,
         "{total_allowed}"
     );
+}
+
+/// The same for batches: `gcra.lua` decides the requests that reach the store together in one
+/// call, in order, at one "now" (a bucket may appear several times in a batch). Each batch must
+/// decide exactly as the memory store deciding the same requests one after the other at that
+/// time. Returns (allowed, denied, batches holding a bucket more than once).
+fn run_batches(seed: u64, batches: usize, server: &RedisServer) -> (usize, usize, usize) {
+    runtime().block_on(async {
+        let (clock, memory, redis) = stores(server, &format!("batches-{seed}:"));
+        let epoch = Duration::from_secs(1_700_000_000);
+        let quotas = quotas();
+        let mut rng = Rng(seed);
+        let (mut allowed, mut denied, mut repeated) = (0, 0, 0);
+        for batch in 0..batches {
+            // 1 to 24 requests over at most 4 buckets: buckets repeat within a batch.
+            let size = 1 + rng.below(24) as usize;
+            let mut requests = Vec::with_capacity(size);
+            for _ in 0..size {
+                let quota_index = rng.below(quotas.len() as u64) as usize;
+                let quota = quotas[quota_index];
+                let key = (quota_index as u32, rng.below(2) as u32);
+                let burst = u64::from(quota.burst().get());
+                let cost = NonZeroU32::new(1 + rng.below(burst + 1) as u32).unwrap();
+                requests.push((key, quota, cost));
+            }
+            let mut keys: Vec<_> = requests.iter().map(|(key, _, _)| *key).collect();
+            keys.sort_unstable();
+            keys.dedup();
+            repeated += usize::from(keys.len() < requests.len());
+            // Between batches: from nothing to about two cells of the slowest quota here.
+            let advance = match rng.below(4) {
+                0 => 0,
+                1 => rng.below(1_000),
+                _ => rng.below(700_000_000),
+            };
+            clock.advance(Duration::from_nanos(advance));
+            let mut expected = Vec::with_capacity(size);
+            for (key, quota, cost) in &requests {
+                expected.push(memory.check(key, &[*quota], *cost).await.unwrap());
+            }
+            let actual = redis
+                .check_batch_at(&requests, epoch + clock.now())
+                .await
+                .unwrap();
+            assert_eq!(
+                actual,
+                expected,
+                "seed {seed}, batch {batch}: {requests:?} at {:?}",
+                clock.now()
+            );
+            for decision in &expected {
+                if decision.is_allowed() {
+                    allowed += 1;
+                } else {
+                    denied += 1;
+                }
+            }
+        }
+        (allowed, denied, repeated)
+    })
+}
+
+#[test]
+fn issue_6_differential_batches_match_memory_store() {
+    if !redis_available("issue_6_differential_batches_match_memory_store") {
+        return;
+    }
+    let server = RedisServer::start();
+    let (mut allowed, mut denied, mut repeated) = (0, 0, 0);
+    for seed in [3_u64, 0xba7c4, 0x1234_5678_9abc] {
+        let (a, d, r) = run_batches(seed, 600, &server);
+        allowed += a;
+        denied += d;
+        repeated += r;
+    }
+    // About 22,000 requests in 1,800 batches; both outcomes occur often, and most batches
+    // hold some bucket more than once.
+    assert!(allowed > 2_000 && denied > 2_000, "{allowed} / {denied}");
+    assert!(repeated > 1_000, "{repeated}");
 }

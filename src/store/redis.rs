@@ -1,5 +1,6 @@
 //! The Redis store (feature `redis`): documented on [`RedisStore`].
 
+mod batch;
 mod breaker;
 mod deny_cache;
 mod key;
@@ -22,6 +23,7 @@ use ::redis::{Cmd, ErrorKind, RedisError, ServerErrorKind};
 
 pub use key::RedisKey;
 
+use self::batch::Batcher;
 use self::breaker::{Admission, Breaker};
 use self::deny_cache::{DenyCache, Lookup, Ticket};
 use self::rule::{Outcome, Rule};
@@ -30,11 +32,18 @@ use super::{Decision, MemoryStore, Store, StoreError, StoreErrorKind};
 use crate::rate_limit::Quota;
 use crate::ConfigError;
 
-/// The GCRA script (see its header for the arguments and the reply).
-const SCRIPT: &str = include_str!("redis/gcra.lua");
+/// The GCRA script, for batches of single-window requests (see its header for the arguments
+/// and the reply), after the steps it shares with the windows script.
+const SCRIPT: &str = concat!(
+    include_str!("redis/gcra_common.lua"),
+    include_str!("redis/gcra.lua")
+);
 
 /// The script deciding several windows at once (see its header).
-const WINDOWS_SCRIPT: &str = include_str!("redis/gcra_windows.lua");
+const WINDOWS_SCRIPT: &str = concat!(
+    include_str!("redis/gcra_common.lua"),
+    include_str!("redis/gcra_windows.lua")
+);
 
 /// What the store answers while Redis fails (an error, a timeout, or an open circuit).
 ///
@@ -79,10 +88,17 @@ impl<K> fmt::Debug for OnFailure<K> {
 ///
 /// # How it decides
 ///
-/// - **One round trip per decision**: GCRA runs as one Lua script, loaded once and called by
-///   its SHA1 (`EVALSHA`; after a `NOSCRIPT` reply — a restarted or flushed server — the store
-///   sends the script itself with `EVAL`, which caches it again). Requests share one
-///   multiplexed connection, so concurrent decisions are pipelined.
+/// - **One round trip per decision, at most**: GCRA runs as one Lua script, loaded once and
+///   called by its SHA1 (`EVALSHA`; after a `NOSCRIPT` reply — a restarted or flushed server —
+///   the store sends the script itself with `EVAL`, which caches it again). Requests share one
+///   multiplexed connection, and on one server the single-window decisions that reach the
+///   store together (in the same turn of the runtime) go as **one script call**: the script
+///   decides them in order, at one "now", reading each bucket once and writing it once. A lone
+///   request is a batch of one and waits for nothing; under load a batch spares Redis most of
+///   its work per decision (the script call, `TIME`, and a `GET` and a `SET` per request on a
+///   hot key) and the client the encoding of one command per request. The decisions are
+///   those of the same requests checked one after the other (a differential test holds
+///   batches to the memory store, as it does single calls).
 /// - **Redis' clock** (`TIME`): the clocks of your instances do not matter.
 /// - **The same arithmetic as the memory store**, in whole nanoseconds (exact in Lua's doubles,
 ///   see the limits below): the same requests at the same times get the same [`Decision`]s,
@@ -128,8 +144,8 @@ impl<K> fmt::Debug for OnFailure<K> {
 ///
 /// The name of a bucket is the store's prefix (`"tower-bouncer:"` by default) followed by the
 /// key, written by [`RedisKey`]. Give each limit its own prefix when several limits share one
-/// Redis. Every call touches exactly one key, so the store works with Redis Cluster
-/// ([`RedisStore::cluster_builder`]): buckets spread over the cluster's slots. A prefix with a
+/// Redis. On a Redis Cluster ([`RedisStore::cluster_builder`]) every call touches exactly one
+/// key (no batches: buckets spread over the cluster's slots, hence its nodes). A prefix with a
 /// hash tag (`"{rl}:"`) would pin every bucket to one slot, hence one node: don't put braces in
 /// the prefix unless that is what you want.
 ///
@@ -237,6 +253,8 @@ pub struct RedisStore<K> {
 
 struct Inner<K> {
     connection: Connection,
+    /// One server: single-window decisions go to Redis in batches (see `batch.rs`).
+    batcher: Option<Arc<Batcher>>,
     script_hash: String,
     windows_script_hash: String,
     prefix: Box<[u8]>,
@@ -356,9 +374,62 @@ where
         let call = Call::new(name, &rule, cost, Some((now.as_secs(), now.subsec_nanos())));
         let reply = tokio::time::timeout(self.inner.timeout, call.run(&self.inner))
             .await
-            .map_err(|_elapsed| StoreError::new(StoreErrorKind::Timeout))?
-            .map_err(store_error)?;
+            .map_err(|_elapsed| StoreError::new(StoreErrorKind::Timeout))??;
         reply.decision(&rule, cost.get())
+    }
+
+    /// Decides several single-window requests in one script call, in order, at an explicit
+    /// "now", as a batch of concurrent requests is decided: for the differential tests only
+    /// (feature `test-util`, not a stable API), like [`check_at`](Self::check_at).
+    #[cfg(feature = "test-util")]
+    pub async fn check_batch_at(
+        &self,
+        requests: &[(K, Quota, NonZeroU32)],
+        now: Duration,
+    ) -> Result<Vec<Decision>, StoreError> {
+        let mut calls = Vec::with_capacity(requests.len());
+        for (key, quota, cost) in requests {
+            let rule = Rule::new(std::slice::from_ref(quota))?;
+            let mut name = Vec::new();
+            write_name(&mut name, &self.inner.prefix, key, 1);
+            calls.push((name, rule, *cost));
+        }
+        let command = |command: &str, script: &str| {
+            let requests = calls.iter().map(|(name, rule, cost)| {
+                (&name[..], rule.parameters()[0], rule.script_cost(*cost))
+            });
+            batch::script_command(
+                command,
+                script,
+                requests,
+                Some((now.as_secs(), now.subsec_nanos())),
+            )
+        };
+        let query = async {
+            let mut connection = match &self.inner.connection {
+                Connection::Single(connection) => connection.clone(),
+                Connection::Cluster(_) => {
+                    return Err(StoreError::with_source(
+                        StoreErrorKind::Other,
+                        "batches are for one redis server",
+                    ))
+                }
+            };
+            eval(&mut connection, &self.inner.script_hash, SCRIPT, command)
+                .await
+                .map_err(store_error)
+        };
+        let reply = tokio::time::timeout(self.inner.timeout, query)
+            .await
+            .map_err(|_elapsed| StoreError::new(StoreErrorKind::Timeout))??;
+        if reply.len() != 3 * calls.len() {
+            return Err(invalid_reply());
+        }
+        calls
+            .iter()
+            .zip(reply.chunks_exact(3))
+            .map(|((_, rule, cost), reply)| Reply::of_one_window(reply)?.decision(rule, cost.get()))
+            .collect()
     }
 
     /// One decision: the deny cache first (without allocating when it denies), then, unless
@@ -512,7 +583,7 @@ where
             }
             return decision;
         }
-        Ok(Err(error)) => store_error(error),
+        Ok(Err(error)) => error,
         Err(_elapsed) => StoreError::with_source(
             StoreErrorKind::Timeout,
             "redis did not answer within the timeout",
@@ -628,24 +699,24 @@ impl Call {
 
     /// `EVALSHA hash …` or `EVAL script …`, with the arguments of the script's header.
     fn command(&self, command: &str, script: &str) -> Cmd {
+        if self.windows == 1 {
+            // A batch of one.
+            let request = (&self.name[..], self.parameters[0], self.cost);
+            return batch::script_command(command, script, std::iter::once(request), self.now);
+        }
         let mut cmd = ::redis::cmd(command);
         cmd.arg(script).arg(self.windows);
-        if self.windows == 1 {
-            let (t, tau) = self.parameters[0];
-            cmd.arg(&self.name).arg(t).arg(tau).arg(self.cost);
-        } else {
-            // `PREFIX{KEY}#0`, `PREFIX{KEY}#1` …: at most MAX_WINDOWS (4), one digit.
-            let mut name = self.name.clone();
-            for index in 0..self.windows {
-                if let Some(last) = name.last_mut() {
-                    *last = b'0' + (index % 10) as u8;
-                }
-                cmd.arg(&name);
+        // `PREFIX{KEY}#0`, `PREFIX{KEY}#1` …: at most MAX_WINDOWS (4), one digit.
+        let mut name = self.name.clone();
+        for index in 0..self.windows {
+            if let Some(last) = name.last_mut() {
+                *last = b'0' + (index % 10) as u8;
             }
-            cmd.arg(self.windows).arg(self.cost);
-            for (t, tau) in &self.parameters[..self.windows] {
-                cmd.arg(*t).arg(*tau);
-            }
+            cmd.arg(&name);
+        }
+        cmd.arg(self.windows).arg(self.cost);
+        for (t, tau) in &self.parameters[..self.windows] {
+            cmd.arg(*t).arg(*tau);
         }
         if let Some((seconds, nanos)) = self.now {
             cmd.arg(seconds).arg(nanos);
@@ -653,62 +724,136 @@ impl Call {
         cmd
     }
 
-    async fn run<K>(&self, inner: &Inner<K>) -> Result<Reply, RedisError> {
-        let (hash, script) = if self.windows == 1 {
-            (&inner.script_hash, SCRIPT)
-        } else {
-            (&inner.windows_script_hash, WINDOWS_SCRIPT)
-        };
-        match inner.connection.clone() {
-            Connection::Single(mut connection) => self.run_on(&mut connection, hash, script).await,
-            Connection::Cluster(mut connection) => self.run_on(&mut connection, hash, script).await,
+    async fn run<K>(&self, inner: &Inner<K>) -> Result<Reply, StoreError> {
+        if self.windows > 1 {
+            return self
+                .run_on_connection(inner, &inner.windows_script_hash, WINDOWS_SCRIPT)
+                .await;
+        }
+        match &inner.batcher {
+            Some(batcher) if self.now.is_none() => {
+                batcher
+                    .decide(self.name.clone(), self.parameters[0], self.cost)
+                    .await
+            }
+            _ => {
+                self.run_on_connection(inner, &inner.script_hash, SCRIPT)
+                    .await
+            }
         }
     }
 
-    async fn run_on<C: ConnectionLike + Send>(
+    async fn run_on_connection<K>(
+        &self,
+        inner: &Inner<K>,
+        hash: &str,
+        script: &str,
+    ) -> Result<Reply, StoreError> {
+        let reply = match inner.connection.clone() {
+            Connection::Single(mut connection) => self.query(&mut connection, hash, script).await,
+            Connection::Cluster(mut connection) => self.query(&mut connection, hash, script).await,
+        };
+        let reply = reply.map_err(store_error)?;
+        if self.windows == 1 {
+            // A batch of one.
+            return Reply::of_one_window(&reply);
+        }
+        Reply::of_windows(&reply, self.windows)
+    }
+
+    async fn query<C: ConnectionLike + Send>(
         &self,
         connection: &mut C,
         hash: &str,
         script: &str,
-    ) -> Result<Reply, RedisError> {
-        let reply: Vec<i64> = match self.command("EVALSHA", hash).query_async(connection).await {
-            Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                // A restarted or flushed server: send the script itself, which Redis caches
-                // again (on the node that owns the key, in a cluster).
-                self.command("EVAL", script).query_async(connection).await?
+    ) -> Result<Vec<i64>, RedisError> {
+        eval(connection, hash, script, |command, script| {
+            self.command(command, script)
+        })
+        .await
+    }
+}
+
+/// A script call: `EVALSHA` with its hash; after a `NOSCRIPT` reply (a restarted or flushed
+/// server) `EVAL` with the script itself, which Redis caches again (on the node that owns the
+/// key, in a cluster). `command(name, hash or script)` builds either.
+async fn eval<C: ConnectionLike + Send>(
+    connection: &mut C,
+    hash: &str,
+    script: &str,
+    command: impl Fn(&str, &str) -> Cmd,
+) -> Result<Vec<i64>, RedisError> {
+    match command("EVALSHA", hash).query_async(connection).await {
+        Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+            command("EVAL", script).query_async(connection).await
+        }
+        reply => reply,
+    }
+}
+
+/// The error of a reply that is not what the script answers.
+fn invalid_reply() -> StoreError {
+    StoreError::with_source(
+        StoreErrorKind::InvalidResponse,
+        "the rate-limit script answered an unexpected reply",
+    )
+}
+
+/// A time in a reply: never negative.
+fn reply_time(value: i64) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| invalid_reply())
+}
+
+impl Reply {
+    /// One request's answer from `gcra.lua`: `{status, before, after}`.
+    fn of_one_window(reply: &[i64]) -> Result<Self, StoreError> {
+        let [status, before, after] = reply else {
+            return Err(invalid_reply());
+        };
+        let allowed = match status {
+            0 => false,
+            1 => true,
+            2 => {
+                return Err(StoreError::with_source(
+                    StoreErrorKind::Other,
+                    "the bucket's name holds a redis value of another type (not ours)",
+                ))
             }
-            reply => reply?,
+            _ => return Err(invalid_reply()),
         };
-        let invalid = || {
-            RedisError::from((
-                ErrorKind::UnexpectedReturnType,
-                "the rate-limit script answered an unexpected reply",
-            ))
-        };
-        // {allowed, before_1, after_1, …}: the same shape from both scripts.
-        if reply.len() != 1 + 2 * self.windows || self.windows > MAX_WINDOWS {
-            return Err(invalid());
+        let mut times = ([0; MAX_WINDOWS], [0; MAX_WINDOWS]);
+        times.0[0] = reply_time(*before)?;
+        times.1[0] = reply_time(*after)?;
+        Ok(Self {
+            allowed,
+            before: times.0,
+            after: times.1,
+        })
+    }
+
+    /// The answer of `gcra_windows.lua`: `{allowed, before_1, after_1, …}`.
+    fn of_windows(reply: &[i64], windows: usize) -> Result<Self, StoreError> {
+        if reply.len() != 1 + 2 * windows || windows > MAX_WINDOWS {
+            return Err(invalid_reply());
         }
         let allowed = match reply[0] {
             0 => false,
             1 => true,
-            _ => return Err(invalid()),
+            _ => return Err(invalid_reply()),
         };
         let mut before = [0; MAX_WINDOWS];
         let mut after = [0; MAX_WINDOWS];
-        for index in 0..self.windows {
-            before[index] = u64::try_from(reply[1 + 2 * index]).map_err(|_| invalid())?;
-            after[index] = u64::try_from(reply[2 + 2 * index]).map_err(|_| invalid())?;
+        for index in 0..windows {
+            before[index] = reply_time(reply[1 + 2 * index])?;
+            after[index] = reply_time(reply[2 + 2 * index])?;
         }
-        Ok(Reply {
+        Ok(Self {
             allowed,
             before,
             after,
         })
     }
-}
 
-impl Reply {
     /// The decision, computed by the shared GCRA code from the state the script saw (times
     /// relative to the script's now, which is 0 here), after checking that the script decided
     /// the same.
@@ -732,7 +877,12 @@ impl Reply {
 }
 
 fn store_error(error: RedisError) -> StoreError {
-    let kind = if error.is_timeout() {
+    StoreError::with_source(error_kind(&error), error)
+}
+
+/// What a [`RedisError`] means for the breaker and the failure policy.
+fn error_kind(error: &RedisError) -> StoreErrorKind {
+    if error.is_timeout() {
         StoreErrorKind::Timeout
     } else if error.is_io_error()
         || error.is_connection_dropped()
@@ -750,8 +900,7 @@ fn store_error(error: RedisError) -> StoreError {
         StoreErrorKind::InvalidResponse
     } else {
         StoreErrorKind::Other
-    };
-    StoreError::with_source(kind, error)
+    }
 }
 
 /// The future of one [`RedisStore`] decision.
@@ -926,10 +1075,21 @@ impl<K> RedisStoreBuilder<K> {
                 .map_err(|error| ConfigError::new(format!("invalid redis connection: {error}")))?;
             Connection::Single(manager)
         };
+        let script_hash = ::redis::Script::new(SCRIPT).get_hash().to_owned();
+        let batcher = match &connection {
+            Connection::Single(manager) => Some(Arc::new(Batcher::new(
+                manager.clone(),
+                script_hash.clone(),
+                self.timeout,
+            ))),
+            // One key per call on a cluster: buckets live on different nodes.
+            Connection::Cluster(_) => None,
+        };
         Ok(RedisStore {
             inner: Arc::new(Inner {
                 connection,
-                script_hash: ::redis::Script::new(SCRIPT).get_hash().to_owned(),
+                batcher,
+                script_hash,
                 windows_script_hash: ::redis::Script::new(WINDOWS_SCRIPT).get_hash().to_owned(),
                 prefix: self.prefix.into_boxed_slice(),
                 timeout: self.timeout,
