@@ -56,12 +56,12 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// The clock both stores see, and the two stores.
+type Stores = (ManualClock, MemoryStore<(u32, u32)>, RedisStore<(u32, u32)>);
+
 /// The memory store on a manual clock, and a Redis store with its own `prefix` (built inside
 /// the runtime).
-fn stores(
-    server: &RedisServer,
-    prefix: &str,
-) -> (ManualClock, MemoryStore<(u32, u32)>, RedisStore<(u32, u32)>) {
+fn stores(server: &RedisServer, prefix: &str) -> Stores {
     let clock = ManualClock::new();
     let memory = MemoryStore::builder()
         .clock(clock.clone())
