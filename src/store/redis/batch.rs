@@ -106,8 +106,9 @@ impl Batcher {
             !std::mem::replace(&mut queue.scheduled, true)
         };
         if first && !self.schedule() {
-            // Outside a runtime (the connection could not work there either): send here.
-            Arc::clone(self).send().await;
+            // Outside a runtime (the connection could not work there either): send here (boxed:
+            // the call is a large future, and this future stays small without it).
+            Box::pin(Arc::clone(self).send()).await;
         }
         answered.await.unwrap_or_else(|_| {
             // The sending task was dropped with the runtime before it answered.
