@@ -427,8 +427,11 @@ fn v4_contains(intervals: &[(u32, u32)], starts: &[u32], ip: u32) -> bool {
     if intervals.len() > LINEAR_SCAN_MAX {
         return interval_contains(intervals, ip);
     }
-    let after = starts.iter().filter(|&&first| first <= ip).count();
-    in_interval_before(intervals, after, ip)
+    // Counted in a `u32`, as wide as the starts: the compares and the sum then vectorise (a
+    // `usize` count, or `filter().count()`, stayed a scalar loop: 120 instructions more per
+    // request of the stack benchmark). At most LINEAR_SCAN_MAX starts: the cast is exact.
+    let after: u32 = starts.iter().map(|&first| u32::from(first <= ip)).sum();
+    in_interval_before(intervals, after as usize, ip)
 }
 
 /// Whether `ip` is in the interval just before index `after` (the first interval starting

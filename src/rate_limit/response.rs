@@ -400,7 +400,7 @@ impl<B> Responder<B> {
             }
             if let Some(seconds) = timing.and_then(|(timing, _)| timing.retry_after) {
                 if absent(headers, &RETRY_AFTER) {
-                    headers.insert(RETRY_AFTER, seconds_value(seconds));
+                    headers.append(RETRY_AFTER, seconds_value(seconds));
                 }
             }
         }
@@ -448,7 +448,7 @@ pub(crate) fn json_response_reusing<R: From<&'static str>, ReqBody>(
 ) -> Response<R> {
     let mut headers = std::mem::take(request.headers_mut());
     headers.clear();
-    headers.insert(CONTENT_TYPE, APPLICATION_JSON);
+    headers.append(CONTENT_TYPE, APPLICATION_JSON);
     let mut extensions = std::mem::take(request.extensions_mut());
     extensions.clear();
     let mut response = Response::new(R::from(body));

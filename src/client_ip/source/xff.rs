@@ -27,6 +27,9 @@ use crate::client_ip::{
 use crate::ConfigError;
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// The same name in a static, looked up by reference: a `const` would be built and dropped
+/// at every use.
+static X_FORWARDED_FOR_NAME: HeaderName = X_FORWARDED_FOR;
 
 /// The client IP from `X-Forwarded-For`, walked from the right.
 ///
@@ -150,7 +153,7 @@ impl XForwardedFor {
         request: &RequestView<'a>,
         observe: &mut (impl FnMut(Event<'a>) + ?Sized),
     ) -> Resolution {
-        let entries = RevEntries::new(request.headers().get_all(X_FORWARDED_FOR));
+        let entries = RevEntries::new(request.headers().get_all(&X_FORWARDED_FOR_NAME));
         self.walk.resolve(
             request,
             entries,
