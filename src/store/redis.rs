@@ -371,7 +371,12 @@ where
         let rule = Rule::new(windows)?;
         let mut name = Vec::new();
         write_name(&mut name, &self.inner.prefix, key, rule.len());
-        let call = Call::new(name, &rule, cost, Some((now.as_secs(), now.subsec_nanos())));
+        let call = Call::new(
+            &name,
+            &rule,
+            cost,
+            Some((now.as_secs(), now.subsec_nanos())),
+        );
         let reply = tokio::time::timeout(self.inner.timeout, call.run(&self.inner))
             .await
             .map_err(|_elapsed| StoreError::new(StoreErrorKind::Timeout))??;
@@ -422,13 +427,16 @@ where
         let reply = tokio::time::timeout(self.inner.timeout, query)
             .await
             .map_err(|_elapsed| StoreError::new(StoreErrorKind::Timeout))??;
-        if reply.len() != 3 * calls.len() {
+        if reply.len() != calls.len() {
             return Err(invalid_reply());
         }
         calls
             .iter()
-            .zip(reply.chunks_exact(3))
-            .map(|((_, rule, cost), reply)| Reply::of_one_window(reply)?.decision(rule, cost.get()))
+            .zip(reply)
+            .map(|((_, rule, cost), reply)| {
+                let (t, _) = rule.parameters()[0];
+                Reply::of_one_window(reply, t, rule.script_cost(*cost))?.decision(rule, cost.get())
+            })
             .collect()
     }
 
@@ -565,9 +573,15 @@ where
             }
         }
     };
-    let call = Call::new(pending.name.clone(), &rule, cost, None);
+    let call = Call::new(&pending.name, &rule, cost, None);
     let sent = store.now();
-    let outcome = tokio::time::timeout(budget, call.run(inner)).await;
+    let outcome = if budget == inner.timeout && call.is_batched(inner) {
+        // A batch has the store's timeout (from the moment it is sent, at the latest in the
+        // runtime's next turn): a timer of the request's own would only duplicate it.
+        Ok(call.run(inner).await)
+    } else {
+        tokio::time::timeout(budget, call.run(inner)).await
+    };
     let failure = match outcome {
         Ok(Ok(reply)) => {
             inner.breaker.on_success(admission);
@@ -667,9 +681,9 @@ where
 }
 
 /// One script call: `gcra.lua` for one window, `gcra_windows.lua` for several.
-struct Call {
+struct Call<'a> {
     /// The bucket's name; with several windows, the first window's (see [`write_name`]).
-    name: Vec<u8>,
+    name: &'a [u8],
     windows: usize,
     /// `(T, tau)` per window.
     parameters: [(u64, u64); MAX_WINDOWS],
@@ -687,8 +701,8 @@ struct Reply {
     after: [u64; MAX_WINDOWS],
 }
 
-impl Call {
-    fn new(name: Vec<u8>, rule: &Rule, cost: NonZeroU32, now: Option<(u64, u32)>) -> Self {
+impl<'a> Call<'a> {
+    fn new(name: &'a [u8], rule: &Rule, cost: NonZeroU32, now: Option<(u64, u32)>) -> Self {
         let mut parameters = [(0, 0); MAX_WINDOWS];
         parameters[..rule.len()].copy_from_slice(rule.parameters());
         Self {
@@ -704,13 +718,13 @@ impl Call {
     fn command(&self, command: &str, script: &str) -> Cmd {
         if self.windows == 1 {
             // A batch of one.
-            let request = (&self.name[..], self.parameters[0], self.cost);
+            let request = (self.name, self.parameters[0], self.cost);
             return batch::script_command(command, script, std::iter::once(request), self.now);
         }
         let mut cmd = ::redis::cmd(command);
         cmd.arg(script).arg(self.windows);
         // `PREFIX{KEY}#0`, `PREFIX{KEY}#1` …: at most MAX_WINDOWS (4), one digit.
-        let mut name = self.name.clone();
+        let mut name = self.name.to_vec();
         for index in 0..self.windows {
             if let Some(last) = name.last_mut() {
                 *last = b'0' + (index % 10) as u8;
@@ -727,11 +741,16 @@ impl Call {
         cmd
     }
 
+    /// Whether the call goes with a batch (one window, one server, Redis' clock).
+    fn is_batched<K>(&self, inner: &Inner<K>) -> bool {
+        inner.batcher.is_some() && self.windows == 1 && self.now.is_none()
+    }
+
     async fn run<K>(&self, inner: &Inner<K>) -> Result<Reply, StoreError> {
         let (hash, script) = match &inner.batcher {
-            Some(batcher) if self.windows == 1 && self.now.is_none() => {
+            Some(batcher) if self.is_batched(inner) => {
                 return batcher
-                    .decide(self.name.clone(), self.parameters[0], self.cost)
+                    .decide(self.name.to_vec(), self.parameters[0], self.cost)
                     .await;
             }
             _ if self.windows == 1 => (&inner.script_hash, SCRIPT),
@@ -756,7 +775,10 @@ impl Call {
         let reply = reply.map_err(store_error)?;
         if self.windows == 1 {
             // A batch of one.
-            return Reply::of_one_window(&reply);
+            let [value] = reply[..] else {
+                return Err(invalid_reply());
+            };
+            return Reply::of_one_window(value, self.parameters[0].0, self.cost);
         }
         Reply::of_windows(&reply, self.windows)
     }
@@ -805,25 +827,29 @@ fn reply_time(value: i64) -> Result<u64, StoreError> {
 }
 
 impl Reply {
-    /// One request's answer from `gcra.lua`: `{status, before, after}`.
-    fn of_one_window(reply: &[i64]) -> Result<Self, StoreError> {
-        let [status, before, after] = reply else {
-            return Err(invalid_reply());
-        };
-        let allowed = match status {
-            0 => false,
-            1 => true,
-            2 => {
-                return Err(StoreError::with_source(
-                    StoreErrorKind::Other,
-                    "the bucket's name holds a redis value of another type (not ours)",
-                ))
-            }
-            _ => return Err(invalid_reply()),
+    /// One request's answer from `gcra.lua`: `2 × before + 1` when allowed, `2 × before` when
+    /// denied, `-1` for a bucket of another type. `t` (nanoseconds per cell) and `cost` (as
+    /// sent) give the TAT after an admission.
+    fn of_one_window(reply: i64, t: u64, cost: u32) -> Result<Self, StoreError> {
+        if reply == -1 {
+            return Err(StoreError::with_source(
+                StoreErrorKind::Other,
+                "the bucket's name holds a redis value of another type (not ours)",
+            ));
+        }
+        let encoded = reply_time(reply)?;
+        let allowed = encoded & 1 == 1;
+        let before = encoded >> 1;
+        let after = if allowed {
+            t.checked_mul(u64::from(cost))
+                .and_then(|charge| before.checked_add(charge))
+                .ok_or_else(invalid_reply)?
+        } else {
+            before
         };
         let mut times = ([0; MAX_WINDOWS], [0; MAX_WINDOWS]);
-        times.0[0] = reply_time(*before)?;
-        times.1[0] = reply_time(*after)?;
+        times.0[0] = before;
+        times.1[0] = after;
         Ok(Self {
             allowed,
             before: times.0,
@@ -1119,6 +1145,40 @@ mod tests {
     }
 
     #[test]
+    fn one_number_per_request_decodes() {
+        let ms: u64 = 1_000_000;
+        let encoded = |value: u64| i64::try_from(value).unwrap();
+        // Allowed with a bucket 300 ms ahead, cost 2 at 100 ms per cell.
+        let allowed = Reply::of_one_window(encoded(2 * 300 * ms + 1), 100 * ms, 2).unwrap();
+        assert!(allowed.allowed);
+        assert_eq!((allowed.before[0], allowed.after[0]), (300 * ms, 500 * ms));
+        let denied = Reply::of_one_window(encoded(2 * 300 * ms), 100 * ms, 2).unwrap();
+        assert!(!denied.allowed);
+        assert_eq!((denied.before[0], denied.after[0]), (300 * ms, 300 * ms));
+        let full = Reply::of_one_window(1, 100 * ms, 1).unwrap();
+        assert_eq!((full.before[0], full.after[0]), (0, 100 * ms));
+        // Another type under our name, garbage, and an admission past u64.
+        assert_eq!(
+            Reply::of_one_window(-1, 100 * ms, 1).unwrap_err().kind(),
+            StoreErrorKind::Other
+        );
+        for garbage in [-2, i64::MIN] {
+            assert_eq!(
+                Reply::of_one_window(garbage, 100 * ms, 1)
+                    .unwrap_err()
+                    .kind(),
+                StoreErrorKind::InvalidResponse
+            );
+        }
+        assert_eq!(
+            Reply::of_one_window(i64::MAX, u64::MAX, 2)
+                .unwrap_err()
+                .kind(),
+            StoreErrorKind::InvalidResponse
+        );
+    }
+
+    #[test]
     fn a_reply_is_checked_against_the_shared_arithmetic() {
         // 10/s, burst 3: T = 100 ms, tau = 200 ms.
         let rule = Rule::new(&[quota("10/s").allow_burst(NonZeroU32::new(3).unwrap())]).unwrap();
@@ -1192,7 +1252,7 @@ mod tests {
         write_name(&mut name, b"p:", &"k", 3);
         assert_eq!(name, b"p:{k}#0");
         let rule = Rule::new(&[quota("10/s"), quota("60/min"), quota("1000/h")]).unwrap();
-        let call = Call::new(name, &rule, NonZeroU32::MIN, None);
+        let call = Call::new(&name, &rule, NonZeroU32::MIN, None);
         let packed = call.command("EVALSHA", "hash").get_packed_command();
         let text = String::from_utf8_lossy(&packed);
         for window in ["p:{k}#0", "p:{k}#1", "p:{k}#2"] {

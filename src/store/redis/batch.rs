@@ -214,7 +214,7 @@ fn answer(
     replies: Result<Result<Vec<i64>, RedisError>, tokio::time::error::Elapsed>,
 ) {
     let replies = match replies {
-        Ok(Ok(replies)) if replies.len() == 3 * batch.len() => replies,
+        Ok(Ok(replies)) if replies.len() == batch.len() => replies,
         failed => {
             // One error per request, of the call's kind (errors do not clone).
             let (kind, message) = match failed {
@@ -236,8 +236,10 @@ fn answer(
             return;
         }
     };
-    for (item, reply) in batch.into_iter().zip(replies.chunks_exact(3)) {
+    for (item, reply) in batch.into_iter().zip(replies) {
         // The receiver may be gone (its caller timed out): nothing to do then.
-        let _ = item.answer.send(Reply::of_one_window(reply));
+        let _ = item
+            .answer
+            .send(Reply::of_one_window(reply, item.t, item.cost));
     }
 }

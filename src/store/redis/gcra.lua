@@ -12,11 +12,14 @@
 -- ARGV[3N+1]     optional, tests only: now, whole seconds since the Unix epoch (N = #KEYS)
 -- ARGV[3N+2]     optional, tests only: now, nanoseconds within that second
 --
--- Returns, for each request in order, {status, TAT before - now, TAT after - now}, flattened
--- (3 numbers per request), times clamped at 0, in nanoseconds. Status 1: allowed; 0: denied
--- (the TAT is unchanged); 2: the bucket's name holds a value of another type (not ours:
--- neither read nor written). Each bucket is read once and written at most once, after the
--- batch, with its last state; a bucket whose requests were all denied is not written.
+-- Returns one number per request, in order: 2 * (TAT before - now) + 1 when allowed, 2 * (TAT
+-- before - now) when denied (the TAT is unchanged), -1 when the bucket's name holds a value of
+-- another type (not ours: neither read nor written). Times are clamped at 0, in nanoseconds;
+-- the caller derives the TAT after an admission (before + T * n). One number rather than three
+-- spares both sides most of the reply's encoding and parsing; it is exact because an admitted
+-- request's TAT is below T * burst, which the caller keeps under 2^52. Each bucket is read once
+-- and written at most once, after the batch, with its last state; a bucket whose requests
+-- were all denied is not written.
 
 local count = #KEYS
 local now_s, now_ns, simulated = clock(ARGV[3 * count + 1], ARGV[3 * count + 2])
@@ -41,17 +44,17 @@ for i = 1, count do
   end
   local at = 3 * i - 2
   if tat == false then
-    reply[at], reply[at + 1], reply[at + 2] = 2, 0, 0
+    reply[i] = -1
   else
     local t = tonumber(ARGV[at])
     local tau = tonumber(ARGV[at + 1])
     local n = tonumber(ARGV[at + 2])
     -- Allowed when now >= TAT + T*(n - 1) - tau, i.e. TAT - now + T*(n - 1) <= tau.
     if tat + t * (n - 1) > tau then
-      reply[at], reply[at + 1], reply[at + 2] = 0, tat, tat
+      reply[i] = 2 * tat
     else
       local after = tat + t * n
-      reply[at], reply[at + 1], reply[at + 2] = 1, tat, after
+      reply[i] = 2 * tat + 1
       tats[key] = after
       if not dirty[key] then
         dirty[key] = true

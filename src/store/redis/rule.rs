@@ -161,7 +161,8 @@ impl Rule {
 fn script_parameters(quota: &Quota) -> Result<(u64, u64), StoreError> {
     let t = Gcra::new(quota).interval();
     let burst = u64::from(quota.burst().get());
-    if u128::from(t) * u128::from(burst) * 2 > MAX_SCRIPT_NANOS {
+    // Strictly below: `gcra.lua` answers 2 × TAT + 1, exact only up to 2^53.
+    if u128::from(t) * u128::from(burst) * 2 >= MAX_SCRIPT_NANOS {
         return Err(StoreError::with_source(
             StoreErrorKind::Other,
             "quota too long for the redis store: a full burst must refill within 52 days",
