@@ -392,6 +392,12 @@ where
         requests: &[(K, Quota, NonZeroU32)],
         now: Duration,
     ) -> Result<Vec<Decision>, StoreError> {
+        if requests.len() > batch::MAX_BATCH {
+            return Err(StoreError::with_source(
+                StoreErrorKind::Other,
+                "at most 128 requests in a batch",
+            ));
+        }
         let mut calls = Vec::with_capacity(requests.len());
         for (key, quota, cost) in requests {
             let rule = Rule::new(std::slice::from_ref(quota))?;

@@ -27,7 +27,7 @@ use crate::store::{StoreError, StoreErrorKind};
 
 /// The most requests in one script call (a batch holds Redis for a few microseconds per
 /// request); more wait for the next call, sent at once.
-const MAX_BATCH: usize = 128;
+pub(super) const MAX_BATCH: usize = 128;
 
 /// The queue of requests waiting for the next script call, shared by every clone of a store.
 pub(crate) struct Batcher {
@@ -186,8 +186,10 @@ fn command(command: &str, script: &str, batch: &[Item]) -> Cmd {
     )
 }
 
-/// `EVALSHA hash N name… (T tau n)… [now_s now_ns]` (or `EVAL script …`): the call of
-/// `gcra.lua` for the requests `(bucket, (T, tau), cost)`, in order; `now` for tests only.
+/// `EVALSHA hash N name… R (T tau)… (n × 128 + rule)… [now_s now_ns]` (or `EVAL script …`):
+/// the call of `gcra.lua` for the requests `(bucket, (T, tau), cost)`, in order, with each
+/// distinct `(T, tau)` sent once; `now` for tests only. At most [`MAX_BATCH`] requests, so at
+/// most 128 rules: a rule's index fits in the 7 low bits.
 pub(super) fn script_command<'a>(
     command: &str,
     script: &str,
@@ -196,11 +198,27 @@ pub(super) fn script_command<'a>(
 ) -> Cmd {
     let mut cmd = ::redis::cmd(command);
     cmd.arg(script).arg(requests.clone().count());
-    for (name, _, _) in requests.clone() {
+    // The rules in order of first use, and each request's index in them.
+    let mut rules: Vec<(u64, u64)> = Vec::new();
+    let mut packed: Vec<u64> = Vec::new();
+    for (name, rule, cost) in requests {
         cmd.arg(name);
+        let index = match rules.iter().position(|known| *known == rule) {
+            Some(index) => index,
+            None => {
+                rules.push(rule);
+                rules.len() - 1
+            }
+        };
+        // `index` < MAX_BATCH = 128 (one rule per request at most).
+        packed.push(u64::from(cost) << 7 | index as u64);
     }
-    for (_, (t, tau), cost) in requests {
-        cmd.arg(t).arg(tau).arg(cost);
+    cmd.arg(rules.len());
+    for (t, tau) in &rules {
+        cmd.arg(*t).arg(*tau);
+    }
+    for value in packed {
+        cmd.arg(value);
     }
     if let Some((seconds, nanos)) = now {
         cmd.arg(seconds).arg(nanos);

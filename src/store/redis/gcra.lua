@@ -5,12 +5,17 @@
 -- that reached the store together (one request alone is a batch of one). A bucket may appear
 -- several times; each of its requests sees the state the previous one left.
 --
--- KEYS[i]        the bucket of request i
--- ARGV[3i-2]     T:    nanoseconds per cell (>= 1)
--- ARGV[3i-1]     tau:  T * (burst - 1)
--- ARGV[3i]       n:    the cost in cells (1 <= n <= burst + 1; the caller denies larger costs)
--- ARGV[3N+1]     optional, tests only: now, whole seconds since the Unix epoch (N = #KEYS)
--- ARGV[3N+2]     optional, tests only: now, nanoseconds within that second
+-- KEYS[i]          the bucket of request i (N = #KEYS requests)
+-- ARGV[1]          R: the number of distinct rules in the batch (1 <= R <= 128)
+-- ARGV[2r], ARGV[2r+1]   rule r (1-based): T, nanoseconds per cell (>= 1), and
+--                  tau = T * (burst - 1)
+-- ARGV[2R+1+i]     request i: n * 128 + (r - 1), its cost n in cells (1 <= n <= burst + 1;
+--                  the caller denies larger costs) and its rule r
+-- ARGV[2R+N+2]     optional, tests only: now, whole seconds since the Unix epoch
+-- ARGV[2R+N+3]     optional, tests only: now, nanoseconds within that second
+--
+-- (A batch's requests mostly share one rule: sent once, it spares Redis two arguments to
+-- intern and convert per request.)
 --
 -- Returns one number per request, in order: 2 * (TAT before - now) + 1 when allowed, 2 * (TAT
 -- before - now) when denied (the TAT is unchanged), -1 when the bucket's name holds a value of
@@ -22,7 +27,15 @@
 -- were all denied is not written.
 
 local count = #KEYS
-local now_s, now_ns, simulated = clock(ARGV[3 * count + 1], ARGV[3 * count + 2])
+local rules = tonumber(ARGV[1])
+-- ARGV index of the first request.
+local first = 2 * rules + 2
+local now_s, now_ns, simulated = clock(ARGV[first + count], ARGV[first + count + 1])
+local periods, tolerances = {}, {}
+for r = 1, rules do
+  periods[r] = tonumber(ARGV[2 * r])
+  tolerances[r] = tonumber(ARGV[2 * r + 1])
+end
 
 -- TAT relative to now per bucket, as the batch goes; false for a bucket of another type.
 local tats = {}
@@ -42,13 +55,14 @@ for i = 1, count do
     end
     tats[key] = tat
   end
-  local at = 3 * i - 2
   if tat == false then
     reply[i] = -1
   else
-    local t = tonumber(ARGV[at])
-    local tau = tonumber(ARGV[at + 1])
-    local n = tonumber(ARGV[at + 2])
+    local packed = tonumber(ARGV[first + i - 1])
+    local rule = packed % 128
+    local n = (packed - rule) / 128
+    local t = periods[rule + 1]
+    local tau = tolerances[rule + 1]
     -- Allowed when now >= TAT + T*(n - 1) - tau, i.e. TAT - now + T*(n - 1) <= tau.
     if tat + t * (n - 1) > tau then
       reply[i] = 2 * tat
