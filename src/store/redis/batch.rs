@@ -9,9 +9,12 @@
 //! script call, `TIME`, and one `GET` and one `SET` per bucket rather than per request — and
 //! the client's command encoding and reply parsing.
 //!
-//! Each request still has its own timeout (the caller's) and gets its own answer or error.
-//! A request that timed out while queued is left out of the batch. The sending task is
-//! spawned on the runtime, so a caller that gives up does not strand the others.
+//! Each request gets its own answer or error. The script call has the store's timeout, which
+//! bounds a fresh request's wait (it joined the batch at most one turn of the runtime before
+//! the call left); a request that first waited for another's answer keeps a timer for what is
+//! left of its own. A request whose caller gave up while queued is left out of the batch. The
+//! sending task is spawned on the runtime, so a caller that gives up does not strand the
+//! others.
 
 use std::future::Future;
 use std::pin::Pin;
