@@ -25,7 +25,9 @@
 //! At the end, `paired` runs `bare`, `allow`, `deny` and the issue's reference (naive
 //! parse-all of 3 entries) in alternating batches and prints the medians of the paired
 //! ratios: `(allow − bare) / reference` (the issue's 250 ns over its 110 ns reference: ≤ 2.27)
-//! and `deny / allow` (≤ 1). `cargo bench --bench stack -- paired` runs only that.
+//! and `deny / allow` (≤ 1). It also runs the same stack around an Axum `Router` with one
+//! `"ok"` route (a real handler's cost on the allow path) and prints that pair's
+//! `deny / allow`. `cargo bench --bench stack -- paired` runs only that.
 //!
 //! `STACK_CLOCK=cpu` (64-bit Linux) measures the CPU time of the benchmark threads instead of
 //! wall time (groups `*-cpu`): on a machine shared with other work, time spent waiting for a
@@ -136,6 +138,19 @@ fn stack(
     client_ip.layer(rate_limit.layer(inner()))
 }
 
+/// The same stack around an Axum `Router` whose one route answers `"ok"`: what a real
+/// handler costs on the allow path (routing, the handler's boxed future, the body and content
+/// type `IntoResponse` builds). For the paired figure only.
+fn axum_stack(
+    quota: Quota,
+) -> impl Service<Request<axum::body::Body>, Response = Response<axum::body::Body>, Error = Infallible>
+       + Clone {
+    let ranges = TrustedRanges::parse(TRUSTED).expect("valid trusted ranges");
+    let router = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
+    ClientIpLayer::new(XForwardedFor::rightmost_untrusted(ranges))
+        .layer(RateLimitLayer::new(quota).layer(router))
+}
+
 /// A quota no benchmark can exhaust: a billion per second, a burst of a billion.
 fn huge_quota() -> Quota {
     Quota::per_second(NonZeroU32::new(1_000_000_000).expect("non-zero"))
@@ -147,9 +162,9 @@ fn one_per_minute() -> Quota {
 }
 
 /// `poll_ready`, `call`, and one poll of the future with a no-op waker.
-fn call<S>(service: &mut S, request: Request<()>) -> Response<&'static str>
+fn call<S, Req, Res>(service: &mut S, request: Request<Req>) -> Response<Res>
 where
-    S: Service<Request<()>, Response = Response<&'static str>, Error = Infallible>,
+    S: Service<Request<Req>, Response = Response<Res>, Error = Infallible>,
 {
     let mut cx = Context::from_waker(Waker::noop());
     match service.poll_ready(&mut cx) {
@@ -460,6 +475,23 @@ fn paired() {
     let prepared = request(7);
     let (mut bare, mut allow, mut deny) = (inner(), stack(huge_quota()), stack(one_per_minute()));
     call(&mut deny, prepared.clone());
+    // The Axum pair: the same request, with an Axum body (not `Clone`: rebuilt from cloned
+    // parts, in both variants alike).
+    let (parts, ()) = prepared.clone().into_parts();
+    let axum_request = || Request::from_parts(parts.clone(), axum::body::Body::empty());
+    let (mut axum_allow, mut axum_deny) = (axum_stack(huge_quota()), axum_stack(one_per_minute()));
+    assert_eq!(
+        call(&mut axum_allow, axum_request()).status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        call(&mut axum_deny, axum_request()).status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        call(&mut axum_deny, axum_request()).status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
     let line = http::HeaderValue::from_static("198.51.100.7, 10.1.2.3, 172.16.5.6");
     let mut batch = |which: u8| {
         let started = Instant::now();
@@ -468,6 +500,8 @@ fn paired() {
                 0 => drop(black_box(call(&mut bare, prepared.clone()))),
                 1 => drop(black_box(call(&mut allow, prepared.clone()))),
                 2 => drop(black_box(call(&mut deny, prepared.clone()))),
+                4 => drop(black_box(call(&mut axum_allow, axum_request()))),
+                5 => drop(black_box(call(&mut axum_deny, axum_request()))),
                 _ => drop(black_box(black_box(&line).to_str().ok().map(|text| {
                     text.split(',')
                         .filter_map(|entry| entry.trim().parse::<IpAddr>().ok())
@@ -477,24 +511,25 @@ fn paired() {
         }
         started.elapsed().as_secs_f64() * 1e9 / f64::from(BATCH)
     };
-    for which in 0..4 {
+    for which in 0..6 {
         for _ in 0..20 {
             batch(which);
         }
     }
-    let (mut added, mut deny_allow) = (Vec::new(), Vec::new());
+    let (mut added, mut deny_allow, mut axum_deny_allow) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..ROUNDS {
         // A rotating order, so that no variant always follows another.
-        let mut times = [0.0; 4];
-        for step in 0..4 {
-            let which = ((round + step) % 4) as u8;
+        let mut times = [0.0; 6];
+        for step in 0..6 {
+            let which = ((round + step) % 6) as u8;
             times[usize::from(which)] = batch(which);
         }
-        let [bare, allow, deny, reference] = times;
+        let [bare, allow, deny, reference, axum_allow, axum_deny] = times;
         added.push((allow - bare) / reference);
         deny_allow.push(deny / allow);
+        axum_deny_allow.push(axum_deny / axum_allow);
     }
-    for values in [&mut added, &mut deny_allow] {
+    for values in [&mut added, &mut deny_allow, &mut axum_deny_allow] {
         values.sort_by(f64::total_cmp);
     }
     let median = |values: &[f64]| values[values.len() / 2];
@@ -509,5 +544,11 @@ fn paired() {
     println!(
         "paired deny / allow: median {:.3} (quartiles {low:.3}–{high:.3}); target ≤ 1",
         median(&deny_allow)
+    );
+    let (low, high) = quartiles(&axum_deny_allow);
+    println!(
+        "paired deny / allow around an Axum \"ok\" route: median {:.3} (quartiles \
+         {low:.3}–{high:.3})",
+        median(&axum_deny_allow)
     );
 }

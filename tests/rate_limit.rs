@@ -517,6 +517,49 @@ async fn issue_4_computed_cost_above_the_burst_is_a_429_without_hints() {
     assert_eq!(passed, 20);
 }
 
+/// The default 429 is built in the denied request's header map and extensions (their
+/// allocations reused): none of the request's headers or extensions may reach the response.
+#[tokio::test]
+async fn the_429_built_in_the_request_maps_carries_nothing_of_the_request() {
+    #[derive(Debug, Clone, PartialEq)]
+    struct RequestOnly(&'static str);
+
+    let clock = ManualClock::new();
+    let layer = layer_with_clock(per_minute(1), &clock).build().unwrap();
+    let mut service = ServiceBuilder::new().layer(layer).service_fn(ok);
+    let request = || {
+        let mut request = request_from(CLIENT);
+        let headers = request.headers_mut();
+        headers.insert("x-forwarded-for", "203.0.113.9, 10.0.0.1".parse().unwrap());
+        headers.insert("authorization", "Bearer secret".parse().unwrap());
+        headers.insert("content-type", "text/plain".parse().unwrap());
+        headers.append("cookie", "a=1".parse().unwrap());
+        headers.append("cookie", "b=2".parse().unwrap());
+        request.extensions_mut().insert(RequestOnly("request"));
+        request
+    };
+    assert_eq!(send(&mut service, request()).await.status(), StatusCode::OK);
+    let response = send(&mut service, request()).await;
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let names: Vec<&str> = response
+        .headers()
+        .keys()
+        .map(|name| name.as_str())
+        .collect();
+    assert_eq!(names, ["content-type", "retry-after"]);
+    assert_eq!(response.headers().len(), 2, "one value each");
+    assert_eq!(
+        header(response.headers(), "content-type"),
+        Some("application/json")
+    );
+    assert_eq!(header(response.headers(), "retry-after"), Some("60"));
+    let extensions = response.extensions();
+    assert_eq!(extensions.len(), 1, "only RateLimited");
+    assert!(extensions.get::<RateLimited>().is_some());
+    assert!(extensions.get::<RequestOnly>().is_none());
+    assert!(extensions.get::<ClientIp>().is_none());
+}
+
 // ---------------------------------------------------------------------------------------------
 // Missing keys, report-only.
 

@@ -446,15 +446,17 @@ pub(crate) fn json_response_reusing<R: From<&'static str>, ReqBody>(
     body: &'static str,
     request: &mut Request<ReqBody>,
 ) -> Response<R> {
-    let mut headers = std::mem::take(request.headers_mut());
-    headers.clear();
-    headers.append(CONTENT_TYPE, APPLICATION_JSON);
-    let mut extensions = std::mem::take(request.extensions_mut());
-    extensions.clear();
     let mut response = Response::new(R::from(body));
     *response.status_mut() = status;
-    *response.headers_mut() = headers;
-    *response.extensions_mut() = extensions;
+    // Swapped, not taken: the request gets the response's new empty maps (which own nothing),
+    // so no third empty map is made and dropped.
+    let headers = response.headers_mut();
+    std::mem::swap(headers, request.headers_mut());
+    headers.clear();
+    headers.append(CONTENT_TYPE, APPLICATION_JSON);
+    let extensions = response.extensions_mut();
+    std::mem::swap(extensions, request.extensions_mut());
+    extensions.clear();
     response
 }
 
