@@ -2,21 +2,21 @@
 //!
 //! The design (layout, hot path, housekeeping, cap) is documented on [`MemoryStore`].
 
-use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::fmt;
 use std::future::{ready, Ready};
-use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+use std::hash::Hash;
 use std::marker::PhantomData;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError, RwLock, Weak};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock, Weak};
 use std::thread;
 use std::time::Duration;
 
 use super::gcra::{nanos, Gcra, Verdict, Windows, WindowsVerdict, MAX_WINDOWS};
+use super::hashed::{Keyed, Probe, Stored, Table};
 use super::{Clock, Decision, MonotonicClock, Store, StoreError, StoreErrorKind};
 use crate::rate_limit::Quota;
 
@@ -229,10 +229,10 @@ where
     /// clock's origin; `None` when the key is not tracked. For tests and diagnostics: a denied
     /// request leaves it unchanged.
     pub fn theoretical_arrival_time(&self, key: &K) -> Option<Duration> {
-        let hash = key_hash(key);
-        let map = self.inner.shard(hash).read();
+        let probe = Probe::new(key);
+        let map = self.inner.shard(probe.hash).read();
         map.one
-            .get(&Probe { hash, key } as &dyn Lookup<K>)
+            .get(&probe as &dyn Keyed<K>)
             .map(|tat| Duration::from_nanos(tat.load(Ordering::Relaxed)))
     }
 
@@ -241,14 +241,12 @@ where
     /// the key is not tracked that way. For tests and diagnostics: a denied request leaves
     /// every window unchanged.
     pub fn theoretical_arrival_times(&self, key: &K) -> Option<[Duration; MAX_WINDOWS]> {
-        let hash = key_hash(key);
-        let map = self.inner.shard(hash).read();
-        map.many
-            .get(&Probe { hash, key } as &dyn Lookup<K>)
-            .map(|tats| {
-                let tats = *tats.lock().unwrap_or_else(PoisonError::into_inner);
-                tats.map(Duration::from_nanos)
-            })
+        let probe = Probe::new(key);
+        let map = self.inner.shard(probe.hash).read();
+        map.many.get(&probe as &dyn Keyed<K>).map(|tats| {
+            let tats = *tats.lock().unwrap_or_else(PoisonError::into_inner);
+            tats.map(Duration::from_nanos)
+        })
     }
 
     /// The state of `key`'s bucket under `quota` now, without charging anything: the decision
@@ -327,10 +325,10 @@ where
 
     /// Reads the key's TAT and computes the GCRA decision, writing nothing.
     fn preview(&self, key: &K, windows: &[Quota], cost: NonZeroU32) -> Option<Self::Future> {
-        let hash = key_hash(key);
-        let map = self.inner.shard(hash).read();
+        let probe = Probe::new(key);
+        let map = self.inner.shard(probe.hash).read();
         let now = self.inner.now();
-        let probe = &Probe { hash, key } as &dyn Lookup<K>;
+        let probe = &probe as &dyn Keyed<K>;
         // The state stays as it is: report it unchanged, as a denial does.
         let decision = match windows {
             [quota] => {
@@ -480,10 +478,9 @@ impl<K: Hash + Eq + Clone> Inner<K> {
     /// One decision for `key` under `rule` (one window or several): the same steps for both,
     /// each kind of key in its own table.
     fn decide<R: Rule>(&self, key: &K, rule: &R, cost: u32) -> Decision {
-        let hash = key_hash(key);
-        let probe = Probe { hash, key };
-        let probe = &probe as &dyn Lookup<K>;
-        let shard = self.shard(hash);
+        let probe = Probe::new(key);
+        let shard = self.shard(probe.hash);
+        let probe = &probe as &dyn Keyed<K>;
         {
             let map = shard.read();
             let now = self.now();
@@ -718,122 +715,6 @@ fn charge_windows(
         *tats = new_tats;
     }
     windows.decision(verdict, tats, now)
-}
-
-/// The table of a shard: keys hashed once per request with the secret SipHash key of the
-/// process, and that one hash used both to pick the shard and inside the table.
-type Table<K, V> = HashMap<Stored<K>, V, PassThrough>;
-
-/// The secret SipHash key every store hashes its keys with, drawn once per process: keys are
-/// chosen by clients, and must not be able to aim at one shard or one bucket.
-fn key_hash<K: Hash + ?Sized>(key: &K) -> u64 {
-    static SECRET: OnceLock<RandomState> = OnceLock::new();
-    SECRET.get_or_init(RandomState::new).hash_one(key)
-}
-
-/// A key as the table stores it.
-struct Stored<K>(K);
-
-/// A key and its hash, as the table looks it up: either a stored key (whose hash is computed
-/// again, which the table does only when it grows or shrinks) or a [`Probe`] made from a
-/// request's key and the hash already computed for it. Looking a key up needs neither a
-/// clone of it nor a second hash.
-trait Lookup<K> {
-    fn hash(&self) -> u64;
-    fn key(&self) -> &K;
-}
-
-impl<K: Hash> Lookup<K> for Stored<K> {
-    fn hash(&self) -> u64 {
-        key_hash(&self.0)
-    }
-
-    fn key(&self) -> &K {
-        &self.0
-    }
-}
-
-struct Probe<'a, K> {
-    hash: u64,
-    key: &'a K,
-}
-
-impl<K> Lookup<K> for Probe<'_, K> {
-    fn hash(&self) -> u64 {
-        self.hash
-    }
-
-    fn key(&self) -> &K {
-        self.key
-    }
-}
-
-impl<'a, K: Hash + 'a> Borrow<dyn Lookup<K> + 'a> for Stored<K> {
-    fn borrow(&self) -> &(dyn Lookup<K> + 'a) {
-        self
-    }
-}
-
-// Both `Hash` impls feed the table's hasher the same single number: the key's SipHash.
-impl<K: Hash> Hash for dyn Lookup<K> + '_ {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(Lookup::hash(self));
-    }
-}
-
-impl<K: Hash> Hash for Stored<K> {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(Lookup::hash(self));
-    }
-}
-
-impl<K: Eq> PartialEq for dyn Lookup<K> + '_ {
-    fn eq(&self, other: &Self) -> bool {
-        self.key() == other.key()
-    }
-}
-
-impl<K: Eq> Eq for dyn Lookup<K> + '_ {}
-
-impl<K: Eq> PartialEq for Stored<K> {
-    fn eq(&self, other: &Self) -> bool {
-        self.0 == other.0
-    }
-}
-
-impl<K: Eq> Eq for Stored<K> {}
-
-/// The table's hasher: the number it is fed is already a keyed SipHash, so it passes it on.
-#[derive(Debug, Clone, Copy, Default)]
-struct PassThrough;
-
-#[derive(Debug, Default)]
-struct PassThroughHasher(u64);
-
-impl BuildHasher for PassThrough {
-    type Hasher = PassThroughHasher;
-
-    fn build_hasher(&self) -> PassThroughHasher {
-        PassThroughHasher(0)
-    }
-}
-
-impl Hasher for PassThroughHasher {
-    fn write_u64(&mut self, hash: u64) {
-        self.0 = hash;
-    }
-
-    // Only `write_u64` is ever called (by the two `Hash` impls above); anything else is
-    // mixed in rather than trusted, so the hasher stays total.
-    fn write(&mut self, bytes: &[u8]) {
-        for &byte in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(byte)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        }
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
 }
 
 /// Charges a tracked key with a bounded compare-and-swap loop; `None` when every attempt

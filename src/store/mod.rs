@@ -164,6 +164,8 @@ mod clock;
 #[cfg_attr(not(feature = "memory"), allow(dead_code))]
 mod gcra;
 #[cfg(feature = "memory")]
+mod hashed;
+#[cfg(feature = "memory")]
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;

@@ -46,15 +46,13 @@
 //! requests in flight, a new key goes to Redis untracked. No lock is held across an await:
 //! waiting requests hold a handle to the entry's [`Notify`], made by the first of them.
 
-use std::collections::hash_map::RandomState;
-use std::collections::HashMap;
-use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::Notify;
 
 use super::rule::{Outcome, Rule};
 use crate::store::gcra::MAX_WINDOWS;
+use crate::store::hashed::{Keyed, Probe, Stored, Table};
 use crate::store::Decision;
 
 /// Redis' `TIME` resolution, in nanoseconds: the margin of both bounds.
@@ -115,11 +113,20 @@ pub(crate) enum Lookup {
     Hold(u64),
 }
 
-#[derive(Debug)]
 struct Map {
-    entries: HashMap<Box<[u8]>, Entry>,
+    /// Bucket names, hashed once per operation (the hash also picks the shard).
+    entries: Table<Box<[u8]>, Entry>,
     /// Entry ids and versions, unique within the shard.
     counter: u64,
+}
+
+impl std::fmt::Debug for Map {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Map")
+            .field("entries", &self.entries.len())
+            .field("counter", &self.counter)
+            .finish()
+    }
 }
 
 impl Map {
@@ -135,7 +142,6 @@ pub(crate) struct DenyCache {
     /// Keys per shard; 0 when the cache is off.
     capacity: usize,
     shards: Box<[Mutex<Map>]>,
-    hasher: RandomState,
 }
 
 const MAX_SHARDS: usize = 16;
@@ -149,18 +155,18 @@ impl DenyCache {
             shards: (0..shards)
                 .map(|_| {
                     Mutex::new(Map {
-                        entries: HashMap::new(),
+                        entries: Table::default(),
                         counter: 0,
                     })
                 })
                 .collect(),
-            hasher: RandomState::new(),
         }
     }
 
-    fn map(&self, key: &[u8]) -> MutexGuard<'_, Map> {
-        // Truncating the hash keeps its low bits, enough to pick one of 16 shards.
-        let shard = &self.shards[self.hasher.hash_one(key) as usize % self.shards.len()];
+    /// The shard of the key whose hash is `hash`.
+    fn map(&self, hash: u64) -> MutexGuard<'_, Map> {
+        // The high half picks the shard: the table inside uses the low bits.
+        let shard = &self.shards[(hash >> 32) as usize % self.shards.len()];
         // The lock is only held by the code below, which does not panic: a poisoned map is
         // still a valid map.
         shard.lock().unwrap_or_else(PoisonError::into_inner)
@@ -183,12 +189,14 @@ impl DenyCache {
         if self.capacity == 0 {
             return Lookup::Send(Ticket::UNTRACKED);
         }
-        let mut map = self.map(key);
+        let probe = Probe::new(key);
+        let probe = &probe as &dyn Keyed<[u8]>;
+        let mut map = self.map(probe.hash());
         let map = &mut *map;
         let now = now();
-        let Some(entry) = map.entries.get_mut(key) else {
+        let Some(entry) = map.entries.get_mut(probe) else {
             let id = map.next();
-            let ticket = match self.insert(map, key, now, id) {
+            let ticket = match self.insert(map, probe, now, id) {
                 Some(entry) => {
                     entry.in_flight = u64::from(cost);
                     Ticket {
@@ -238,7 +246,12 @@ impl DenyCache {
         if self.capacity == 0 {
             return None;
         }
-        self.map(key).entries.get(key).map(|entry| entry.version)
+        let probe = Probe::new(key);
+        let probe = &probe as &dyn Keyed<[u8]>;
+        self.map(probe.hash())
+            .entries
+            .get(probe)
+            .map(|entry| entry.version)
     }
 
     /// Remembers Redis' answer for `key` under `rule`, and ends `ticket`. `sent` and
@@ -266,10 +279,12 @@ impl DenyCache {
                 .saturating_add(after[window])
                 .saturating_add(RESOLUTION);
         }
-        let mut map = self.map(key);
+        let probe = Probe::new(key);
+        let probe = &probe as &dyn Keyed<[u8]>;
+        let mut map = self.map(probe.hash());
         let map = &mut *map;
         let version = map.next();
-        if let Some(entry) = map.entries.get_mut(key) {
+        if let Some(entry) = map.entries.get_mut(probe) {
             if ticket.entry == entry.id {
                 entry.in_flight = entry.in_flight.saturating_sub(ticket.cost);
             }
@@ -280,7 +295,7 @@ impl DenyCache {
                     .max(entry.lower[window]);
             }
             entry.serves_until = serves_until(rule, &entry.estimate, received);
-            Self::changed(&mut map.entries, key, version, received);
+            Self::changed(&mut map.entries, probe, version, received);
             return;
         }
         // No entry (an untracked request, or one evicted): keep the answer if it serves.
@@ -289,7 +304,7 @@ impl DenyCache {
             return;
         }
         let id = map.next();
-        if let Some(entry) = self.insert(map, key, received, id) {
+        if let Some(entry) = self.insert(map, probe, received, id) {
             entry.lower = lower;
             entry.estimate = estimate;
             entry.serves_until = serves;
@@ -302,20 +317,27 @@ impl DenyCache {
         if self.capacity == 0 || ticket == Ticket::UNTRACKED {
             return;
         }
-        let mut map = self.map(key);
+        let probe = Probe::new(key);
+        let probe = &probe as &dyn Keyed<[u8]>;
+        let mut map = self.map(probe.hash());
         let map = &mut *map;
         let version = map.next();
-        if let Some(entry) = map.entries.get_mut(key) {
+        if let Some(entry) = map.entries.get_mut(probe) {
             if entry.id == ticket.entry {
                 entry.in_flight = entry.in_flight.saturating_sub(ticket.cost);
-                Self::changed(&mut map.entries, key, version, now);
+                Self::changed(&mut map.entries, probe, version, now);
             }
         }
     }
 
     /// `key`'s entry changed: a new version, its waiters woken, and the entry dropped when it
     /// serves no more.
-    fn changed(entries: &mut HashMap<Box<[u8]>, Entry>, key: &[u8], version: u64, now: u64) {
+    fn changed(
+        entries: &mut Table<Box<[u8]>, Entry>,
+        key: &dyn Keyed<[u8]>,
+        version: u64,
+        now: u64,
+    ) {
         let Some(entry) = entries.get_mut(key) else {
             return;
         };
@@ -330,7 +352,13 @@ impl DenyCache {
 
     /// A new, empty entry for `key` (the caller fills it), making room at capacity; `None`
     /// when every entry of the shard has requests in flight.
-    fn insert<'a>(&self, map: &'a mut Map, key: &[u8], now: u64, id: u64) -> Option<&'a mut Entry> {
+    fn insert<'a>(
+        &self,
+        map: &'a mut Map,
+        key: &dyn Keyed<[u8]>,
+        now: u64,
+        id: u64,
+    ) -> Option<&'a mut Entry> {
         let entries = &mut map.entries;
         if entries.len() >= self.capacity {
             entries.retain(|_, entry| {
@@ -342,23 +370,35 @@ impl DenyCache {
             });
         }
         if entries.len() >= self.capacity {
-            let victim = entries
-                .iter()
-                .find(|(_, entry)| entry.in_flight == 0)
-                .map(|(name, _)| name.clone())?;
-            if let Some(entry) = entries.remove(&victim) {
-                wake(&entry);
+            // One victim: the first entry without requests in flight.
+            let mut evicted = false;
+            entries.retain(|_, entry| {
+                if evicted || entry.in_flight > 0 {
+                    return true;
+                }
+                evicted = true;
+                wake(entry);
+                false
+            });
+            if !evicted {
+                return None;
             }
         }
-        Some(entries.entry(key.into()).or_insert(Entry {
-            id,
-            lower: [0; MAX_WINDOWS],
-            estimate: [0; MAX_WINDOWS],
-            in_flight: 0,
-            version: id,
-            serves_until: 0,
-            notify: None,
-        }))
+        // The callers looked the key up and found nothing: a plain insert (which hashes the
+        // stored name once more, on this path only), then the entry through the probe.
+        entries.insert(
+            Stored(key.key().into()),
+            Entry {
+                id,
+                lower: [0; MAX_WINDOWS],
+                estimate: [0; MAX_WINDOWS],
+                in_flight: 0,
+                version: id,
+                serves_until: 0,
+                notify: None,
+            },
+        );
+        entries.get_mut(key)
     }
 
     /// Keys currently cached.
