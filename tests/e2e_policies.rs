@@ -6,7 +6,7 @@
 
 mod support;
 
-use support::{get, lo, Scratch, Server};
+use support::{example_server_refuses, get, lo, Scratch, Server};
 
 #[tokio::test]
 async fn issue_9_server_several_quota_flags_are_windows_that_all_must_admit() {
@@ -126,13 +126,7 @@ fn issue_9_server_rejects_inconsistent_tier_and_burst_flags() {
         ),
         (&["--quota", "1/s", "--quota", "2/s"][..], "different unit"),
     ] {
-        let output = std::process::Command::new(support::example_server())
-            .args(args)
-            .current_dir(scratch.path())
-            .output()
-            .unwrap();
-        assert_eq!(output.status.code(), Some(2), "{args:?}");
-        let stderr = String::from_utf8_lossy(&output.stderr);
+        let stderr = example_server_refuses(&scratch, args);
         assert!(stderr.contains(message), "{args:?}: {stderr}");
     }
 }

@@ -12,9 +12,7 @@
 
 mod support;
 
-use std::net::{IpAddr, SocketAddr};
-
-use support::{free_addr, get, lo, values, Kind, Proxy, Scratch, Server};
+use support::{get, lo, resolves_and_holds_the_quota, Kind, Proxy, Scratch, Server, TwoHops};
 
 /// The headers a client rotates to get a fresh bucket on every request, each one set to a new
 /// address per request.
@@ -26,151 +24,63 @@ const SPOOFABLE: &[&str] = &[
     "True-Client-IP",
 ];
 
-/// Send `count` requests from `client` through `to`, each with a new value in every spoofable
-/// header; answer how many passed (and check each one that passed was resolved to `client`).
-async fn rotate_and_count(client: IpAddr, to: SocketAddr, count: u8) -> usize {
-    let mut passed = 0;
-    for n in 0..count {
-        let spoof = format!("198.51.100.{n}");
-        let mut request = get("/");
-        for name in SPOOFABLE {
-            let value = if *name == "Forwarded" {
-                format!("for={spoof}")
-            } else {
-                spoof.clone()
-            };
-            request = request.header(name, value);
-        }
-        let response = request.send(client, to).await;
-        match response.status {
-            200 => {
-                assert_eq!(response.ip(), client.to_string(), "{response:?}");
-                passed += 1;
-            }
-            429 => {}
-            _ => panic!("unexpected answer: {response:?}"),
-        }
-    }
-    passed
-}
-
-/// The three things every single-proxy test shows: the client's own address is resolved; a
-/// client rotating every forwarding header gets exactly the quota (5/min); another client
-/// behind the same proxy has its own bucket.
-async fn resolves_and_holds_the_quota(proxy: &mut Proxy, test: u8, source: &str) {
-    let first = lo(test, 10);
-    let response = get("/").send(first, proxy.addr).await;
-    assert_eq!(response.ip(), first.to_string(), "{response:?}");
-    assert_eq!(response.json()["source"], source, "{response:?}");
-
-    let rotating = lo(test, 11);
-    assert_eq!(
-        rotate_and_count(rotating, proxy.addr, 20).await,
-        5,
-        "a client rotating forwarding headers must get exactly the quota"
+/// Test `test`'s example server (on .1; `--source <source>`, trusting only the proxy's source
+/// address, 5 requests a minute) behind proxy `kind` started from `file`, listening on .2 and
+/// connecting from .3. `None` if the proxy is not installed, outside CI.
+fn server_behind(
+    scratch: &Scratch,
+    test: u8,
+    kind: Kind,
+    file: &str,
+    source: &str,
+) -> Option<(Server, Proxy)> {
+    // Caddy 2.6 cannot choose its source address: on loopback it connects from 127.0.0.1,
+    // which no client of these tests uses.
+    let bind = (kind != Kind::Caddy).then(|| lo(test, 3));
+    let trust = bind.map_or_else(|| "127.0.0.1".to_owned(), |bind| bind.to_string());
+    let server = Server::start(
+        scratch,
+        lo(test, 1),
+        &["--source", source, "--trust", &trust, "--quota", "5/min"],
     );
-    let other = lo(test, 12);
-    let response = get("/").send(other, proxy.addr).await;
-    assert_eq!(
-        response.ip(),
-        other.to_string(),
-        "a separate bucket: {response:?}"
-    );
-    proxy.assert_running();
+    let proxy = Proxy::in_front_of(kind, scratch, file, lo(test, 2), bind, server.addr)?;
+    Some((server, proxy))
 }
 
 #[tokio::test]
 async fn nginx_xff_resolves_the_client_and_rotation_gets_one_bucket() {
     let test = 1;
     let scratch = Scratch::new("nginx-xff");
-    let bind = lo(test, 3);
-    let server = Server::start(
-        &scratch,
-        lo(test, 1),
-        &[
-            "--source",
-            "xff",
-            "--trust",
-            &bind.to_string(),
-            "--quota",
-            "5/min",
-        ],
-    );
-    let Some(mut proxy) = Proxy::start(
-        Kind::Nginx,
-        &scratch,
-        "nginx.conf",
-        &values([
-            ("LISTEN", free_addr(lo(test, 2)).to_string()),
-            ("PROXY_BIND", bind.to_string()),
-            ("BACKEND", server.addr.to_string()),
-        ]),
-    ) else {
+    let Some((_server, mut proxy)) =
+        server_behind(&scratch, test, Kind::Nginx, "nginx.conf", "xff")
+    else {
         return;
     };
-    resolves_and_holds_the_quota(&mut proxy, test, "xff").await;
+    resolves_and_holds_the_quota(&mut proxy, test, "xff", SPOOFABLE).await;
 }
 
 #[tokio::test]
 async fn nginx_x_real_ip_resolves_the_client_and_rotation_gets_one_bucket() {
     let test = 2;
     let scratch = Scratch::new("nginx-x-real-ip");
-    let bind = lo(test, 3);
-    let server = Server::start(
+    let Some((_server, mut proxy)) = server_behind(
         &scratch,
-        lo(test, 1),
-        &[
-            "--source",
-            "header:x-real-ip",
-            "--trust",
-            &bind.to_string(),
-            "--quota",
-            "5/min",
-        ],
-    );
-    let Some(mut proxy) = Proxy::start(
+        test,
         Kind::Nginx,
-        &scratch,
         "nginx.conf",
-        &values([
-            ("LISTEN", free_addr(lo(test, 2)).to_string()),
-            ("PROXY_BIND", bind.to_string()),
-            ("BACKEND", server.addr.to_string()),
-        ]),
+        "header:x-real-ip",
     ) else {
         return;
     };
-    resolves_and_holds_the_quota(&mut proxy, test, "header").await;
+    resolves_and_holds_the_quota(&mut proxy, test, "header", SPOOFABLE).await;
 }
 
 #[tokio::test]
 async fn caddy_resolves_the_client_and_rotation_gets_one_bucket() {
     let test = 3;
     let scratch = Scratch::new("caddy");
-    // Caddy 2.6 cannot choose its source address: on loopback it connects from 127.0.0.1,
-    // which no client of this test uses.
-    let caddy_source = "127.0.0.1";
-    let server = Server::start(
-        &scratch,
-        lo(test, 1),
-        &[
-            "--source",
-            "xff",
-            "--trust",
-            caddy_source,
-            "--quota",
-            "5/min",
-        ],
-    );
-    let Some(mut proxy) = Proxy::start(
-        Kind::Caddy,
-        &scratch,
-        "Caddyfile",
-        &values([
-            ("LISTEN", free_addr(lo(test, 2)).to_string()),
-            ("BACKEND", server.addr.to_string()),
-        ]),
-    ) else {
+    let Some((_server, mut proxy)) = server_behind(&scratch, test, Kind::Caddy, "Caddyfile", "xff")
+    else {
         return;
     };
     let explain = get("/explain").send(lo(test, 9), proxy.addr).await.json();
@@ -180,36 +90,16 @@ async fn caddy_resolves_the_client_and_rotation_gets_one_bucket() {
             .is_some_and(|peer| peer.starts_with("127.0.0.1:")),
         "Caddy connects from 127.0.0.1: {explain}"
     );
-    resolves_and_holds_the_quota(&mut proxy, test, "xff").await;
+    resolves_and_holds_the_quota(&mut proxy, test, "xff", SPOOFABLE).await;
 }
 
 #[tokio::test]
 async fn haproxy_resolves_the_client_across_header_lines_and_rotation_gets_one_bucket() {
     let test = 4;
     let scratch = Scratch::new("haproxy");
-    let bind = lo(test, 3);
-    let server = Server::start(
-        &scratch,
-        lo(test, 1),
-        &[
-            "--source",
-            "xff",
-            "--trust",
-            &bind.to_string(),
-            "--quota",
-            "5/min",
-        ],
-    );
-    let Some(mut proxy) = Proxy::start(
-        Kind::Haproxy,
-        &scratch,
-        "haproxy.cfg",
-        &values([
-            ("LISTEN", free_addr(lo(test, 2)).to_string()),
-            ("PROXY_BIND", bind.to_string()),
-            ("BACKEND", server.addr.to_string()),
-        ]),
-    ) else {
+    let Some((_server, mut proxy)) =
+        server_behind(&scratch, test, Kind::Haproxy, "haproxy.cfg", "xff")
+    else {
         return;
     };
     // HAProxy adds its own X-Forwarded-For line after the client's: the app must read both
@@ -228,10 +118,11 @@ async fn haproxy_resolves_the_client_across_header_lines_and_rotation_gets_one_b
         .collect();
     assert_eq!(lines, ["6.6.6.6", "127.0.4.9"], "{explain}");
     assert_eq!(explain["result"]["ip"], "127.0.4.9", "{explain}");
-    resolves_and_holds_the_quota(&mut proxy, test, "xff").await;
+    resolves_and_holds_the_quota(&mut proxy, test, "xff", SPOOFABLE).await;
 }
 
-/// Edge nginx → internal HAProxy → the example server started with `args`.
+/// Edge nginx → internal HAProxy → the example server started with `args(edge's source
+/// address, the internal HAProxy's)`.
 async fn two_proxies_in_a_row(test: u8, name: &str, args: impl Fn(&str, &str) -> Vec<String>) {
     let scratch = Scratch::new(name);
     let edge_bind = lo(test, 3);
@@ -239,29 +130,7 @@ async fn two_proxies_in_a_row(test: u8, name: &str, args: impl Fn(&str, &str) ->
     let args = args(&edge_bind.to_string(), &lb_bind.to_string());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let server = Server::start(&scratch, lo(test, 1), &args);
-    let lb_listen = free_addr(lo(test, 4));
-    let Some(mut lb) = Proxy::start(
-        Kind::Haproxy,
-        &scratch,
-        "haproxy-internal-lb.cfg",
-        &values([
-            ("LISTEN", lb_listen.to_string()),
-            ("PROXY_BIND", lb_bind.to_string()),
-            ("BACKEND", server.addr.to_string()),
-        ]),
-    ) else {
-        return;
-    };
-    let Some(mut edge) = Proxy::start(
-        Kind::Nginx,
-        &scratch,
-        "nginx.conf",
-        &values([
-            ("LISTEN", free_addr(lo(test, 2)).to_string()),
-            ("PROXY_BIND", edge_bind.to_string()),
-            ("BACKEND", lb_listen.to_string()),
-        ]),
-    ) else {
+    let Some(mut hops) = TwoHops::start(&scratch, test, server.addr) else {
         return;
     };
     // A client that prepends a trusted-looking chain of its own gains nothing.
@@ -271,11 +140,11 @@ async fn two_proxies_in_a_row(test: u8, name: &str, args: impl Fn(&str, &str) ->
             "X-Forwarded-For",
             format!("6.6.6.6, {edge_bind}, {lb_bind}"),
         )
-        .send(client, edge.addr)
+        .send(client, hops.edge.addr)
         .await;
     assert_eq!(response.ip(), client.to_string(), "{response:?}");
-    resolves_and_holds_the_quota(&mut edge, test, "xff").await;
-    lb.assert_running();
+    resolves_and_holds_the_quota(&mut hops.edge, test, "xff", SPOOFABLE).await;
+    hops.lb.assert_running();
 }
 
 #[tokio::test]
@@ -357,7 +226,7 @@ mod multi_hop {
     use axum::routing::get as route_get;
     use tower_bouncer::client_ip::{Signer, SigningKey};
 
-    use super::support::{free_addr, get, lo, values, Kind, Proxy, Scratch, Server};
+    use super::support::{free_addr, get, lo, App, Proxy, Scratch, Server};
 
     /// 32 bytes, base64url: `abcdefghijklmnopqrstuvwxyz123456`.
     const SECRET: &str = "YWJjZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXoxMjM0NTY";
@@ -433,20 +302,12 @@ mod multi_hop {
         let app = axum::Router::new()
             .route("/", route_get(function))
             .with_state(state);
-        let function_task = tokio::spawn(async move { axum::serve(listener, app).await });
+        let _function = App::spawn(function_addr, async move {
+            axum::serve(listener, app).await.unwrap();
+        });
 
-        let Some(mut cdn) = Proxy::start(
-            Kind::Nginx,
-            &scratch,
-            "nginx-cdn.conf",
-            &values([
-                ("LISTEN", cdn_listen.to_string()),
-                ("PROXY_BIND", cdn_bind.to_string()),
-                ("FUNCTION", function_addr.to_string()),
-                ("ORIGIN", origin.addr.to_string()),
-            ]),
-        ) else {
-            function_task.abort();
+        let Some(mut cdn) = Proxy::cdn(&scratch, cdn_listen, cdn_bind, function_addr, origin.addr)
+        else {
             return;
         };
 
@@ -498,7 +359,6 @@ mod multi_hop {
         assert!(!response.body.contains("203.0.113.66"), "{response:?}");
 
         cdn.assert_running();
-        function_task.abort();
     }
 
     /// A well-formed signature of `ip` under a key the origin does not hold.

@@ -13,10 +13,10 @@ use axum::http::HeaderMap;
 use axum::routing::get as route_get;
 use serde_json::{json, Value};
 
-use support::{free_addr, get, lo, values, Kind, Proxy, Scratch};
+use support::{free_addr, get, lo, App, Kind, Proxy, Scratch, TwoHops};
 
 /// An app that answers the peer and every header line it received, in order.
-async fn echo_app(listen: IpAddr) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+async fn echo_app(listen: IpAddr) -> App {
     let router = axum::Router::new().route(
         "/",
         route_get(
@@ -33,15 +33,14 @@ async fn echo_app(listen: IpAddr) -> (SocketAddr, tokio::task::JoinHandle<()>) {
     );
     let listener = tokio::net::TcpListener::bind((listen, 0)).await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let task = tokio::spawn(async move {
+    App::spawn(addr, async move {
         axum::serve(
             listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .await
         .unwrap();
-    });
-    (addr, task)
+    })
 }
 
 /// What the app received: its peer, and the values of every line of `name`, in order.
@@ -78,7 +77,28 @@ async fn forge_through(proxy: SocketAddr, client: IpAddr) -> Received {
     Received(response.json())
 }
 
-fn assert_removed(received: &Received) {
+/// Test `test`'s echo app (on .1) behind proxy `kind` started from `file`, listening on .2 and
+/// connecting from `bind`; a client on .10 forges every header through it, and the proxy must
+/// still be running after. What the app received; `None` if the proxy is not installed,
+/// outside CI.
+async fn forge_through_one_proxy(
+    scratch: &Scratch,
+    test: u8,
+    kind: Kind,
+    file: &str,
+    bind: Option<IpAddr>,
+) -> Option<Received> {
+    let app = echo_app(lo(test, 1)).await;
+    let mut proxy = Proxy::in_front_of(kind, scratch, file, lo(test, 2), bind, app.addr)?;
+    let received = forge_through(proxy.addr, lo(test, 10)).await;
+    proxy.assert_running();
+    Some(received)
+}
+
+/// What every shipped single-proxy configuration promises besides X-Forwarded-For: X-Real-IP
+/// overwritten with the client, and the other forwarding headers removed.
+fn assert_x_real_ip_overwritten_and_the_rest_removed(received: &Received, client: IpAddr) {
+    assert_eq!(received.lines("x-real-ip"), [client.to_string()]);
     for name in [
         "forwarded",
         "cf-connecting-ip",
@@ -98,59 +118,34 @@ async fn nginx_appends_xff_overwrites_x_real_ip_removes_the_rest_and_binds_its_a
     let test = 30;
     let scratch = Scratch::new("headers-nginx");
     let bind = lo(test, 3);
-    let (app, task) = echo_app(lo(test, 1)).await;
-    let Some(mut proxy) = Proxy::start(
-        Kind::Nginx,
-        &scratch,
-        "nginx.conf",
-        &values([
-            ("LISTEN", free_addr(lo(test, 2)).to_string()),
-            ("PROXY_BIND", bind.to_string()),
-            ("BACKEND", app.to_string()),
-        ]),
-    ) else {
-        task.abort();
+    let client = lo(test, 10);
+    let Some(received) =
+        forge_through_one_proxy(&scratch, test, Kind::Nginx, "nginx.conf", Some(bind)).await
+    else {
         return;
     };
-    let client = lo(test, 10);
-    let received = forge_through(proxy.addr, client).await;
     assert_eq!(received.peer(), bind.to_string());
     assert_eq!(
         received.lines("x-forwarded-for"),
         [format!("6.6.6.6, {client}")]
     );
-    assert_eq!(received.lines("x-real-ip"), [client.to_string()]);
-    assert_removed(&received);
-    proxy.assert_running();
-    task.abort();
+    assert_x_real_ip_overwritten_and_the_rest_removed(&received, client);
 }
 
 #[tokio::test]
 async fn caddy_replaces_xff_overwrites_x_real_ip_and_removes_the_rest() {
     let test = 31;
     let scratch = Scratch::new("headers-caddy");
-    let (app, task) = echo_app(lo(test, 1)).await;
-    let Some(mut proxy) = Proxy::start(
-        Kind::Caddy,
-        &scratch,
-        "Caddyfile",
-        &values([
-            ("LISTEN", free_addr(lo(test, 2)).to_string()),
-            ("BACKEND", app.to_string()),
-        ]),
-    ) else {
-        task.abort();
+    let client = lo(test, 10);
+    // Caddy 2.6 cannot pin its source address (no bind): on loopback it is 127.0.0.1.
+    let Some(received) =
+        forge_through_one_proxy(&scratch, test, Kind::Caddy, "Caddyfile", None).await
+    else {
         return;
     };
-    let client = lo(test, 10);
-    let received = forge_through(proxy.addr, client).await;
-    // Caddy 2.6 cannot pin its source address: on loopback it is 127.0.0.1.
     assert_eq!(received.peer(), "127.0.0.1");
     assert_eq!(received.lines("x-forwarded-for"), [client.to_string()]);
-    assert_eq!(received.lines("x-real-ip"), [client.to_string()]);
-    assert_removed(&received);
-    proxy.assert_running();
-    task.abort();
+    assert_x_real_ip_overwritten_and_the_rest_removed(&received, client);
 }
 
 #[tokio::test]
@@ -158,31 +153,18 @@ async fn haproxy_adds_an_xff_line_overwrites_x_real_ip_removes_the_rest_and_bind
     let test = 32;
     let scratch = Scratch::new("headers-haproxy");
     let bind = lo(test, 3);
-    let (app, task) = echo_app(lo(test, 1)).await;
-    let Some(mut proxy) = Proxy::start(
-        Kind::Haproxy,
-        &scratch,
-        "haproxy.cfg",
-        &values([
-            ("LISTEN", free_addr(lo(test, 2)).to_string()),
-            ("PROXY_BIND", bind.to_string()),
-            ("BACKEND", app.to_string()),
-        ]),
-    ) else {
-        task.abort();
+    let client = lo(test, 10);
+    let Some(received) =
+        forge_through_one_proxy(&scratch, test, Kind::Haproxy, "haproxy.cfg", Some(bind)).await
+    else {
         return;
     };
-    let client = lo(test, 10);
-    let received = forge_through(proxy.addr, client).await;
     assert_eq!(received.peer(), bind.to_string());
     assert_eq!(
         received.lines("x-forwarded-for"),
         ["6.6.6.6".to_owned(), client.to_string()]
     );
-    assert_eq!(received.lines("x-real-ip"), [client.to_string()]);
-    assert_removed(&received);
-    proxy.assert_running();
-    task.abort();
+    assert_x_real_ip_overwritten_and_the_rest_removed(&received, client);
 }
 
 #[tokio::test]
@@ -191,42 +173,17 @@ async fn internal_lb_behind_the_edge_adds_the_edge_as_a_line() {
     let scratch = Scratch::new("headers-two-hops");
     let edge_bind = lo(test, 3);
     let lb_bind = lo(test, 5);
-    let (app, task) = echo_app(lo(test, 1)).await;
-    let lb_listen = free_addr(lo(test, 4));
-    let Some(_lb) = Proxy::start(
-        Kind::Haproxy,
-        &scratch,
-        "haproxy-internal-lb.cfg",
-        &values([
-            ("LISTEN", lb_listen.to_string()),
-            ("PROXY_BIND", lb_bind.to_string()),
-            ("BACKEND", app.to_string()),
-        ]),
-    ) else {
-        task.abort();
-        return;
-    };
-    let Some(edge) = Proxy::start(
-        Kind::Nginx,
-        &scratch,
-        "nginx.conf",
-        &values([
-            ("LISTEN", free_addr(lo(test, 2)).to_string()),
-            ("PROXY_BIND", edge_bind.to_string()),
-            ("BACKEND", lb_listen.to_string()),
-        ]),
-    ) else {
-        task.abort();
+    let app = echo_app(lo(test, 1)).await;
+    let Some(hops) = TwoHops::start(&scratch, test, app.addr) else {
         return;
     };
     let client = lo(test, 10);
-    let received = forge_through(edge.addr, client).await;
+    let received = forge_through(hops.edge.addr, client).await;
     assert_eq!(received.peer(), lb_bind.to_string());
     assert_eq!(
         received.lines("x-forwarded-for"),
         [format!("6.6.6.6, {client}"), edge_bind.to_string()]
     );
-    task.abort();
 }
 
 #[tokio::test]
@@ -234,19 +191,8 @@ async fn cdn_sets_cf_connecting_ip_from_its_peer_and_passes_unknown_headers() {
     let test = 34;
     let scratch = Scratch::new("headers-cdn");
     let bind = lo(test, 3);
-    let (app, task) = echo_app(lo(test, 1)).await;
-    let Some(cdn) = Proxy::start(
-        Kind::Nginx,
-        &scratch,
-        "nginx-cdn.conf",
-        &values([
-            ("LISTEN", free_addr(lo(test, 2)).to_string()),
-            ("PROXY_BIND", bind.to_string()),
-            ("FUNCTION", app.to_string()),
-            ("ORIGIN", app.to_string()),
-        ]),
-    ) else {
-        task.abort();
+    let app = echo_app(lo(test, 1)).await;
+    let Some(cdn) = Proxy::cdn(&scratch, free_addr(lo(test, 2)), bind, app.addr, app.addr) else {
         return;
     };
     let client = lo(test, 10);
@@ -266,5 +212,4 @@ async fn cdn_sets_cf_connecting_ip_from_its_peer_and_passes_unknown_headers() {
     }
     let unknown = get("/").host("other.test").send(client, cdn.addr).await;
     assert_eq!(unknown.status, 421);
-    task.abort();
 }

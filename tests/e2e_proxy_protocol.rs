@@ -7,7 +7,7 @@
 
 mod support;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::routing::get as route_get;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -15,14 +15,11 @@ use tower_bouncer::client_ip::{ClientIpLayer, PeerAddr, SocketPeer, TrustedRange
 use tower_bouncer::proxy_protocol::{ProxyProtocolConfig, ProxyProtocolListener};
 use tower_bouncer::ClientIp;
 
-use support::{free_addr, get, lo, values, Kind, Proxy, Scratch};
+use support::{get, lo, resolves_and_holds_the_quota, App, Kind, Proxy, Scratch, Server};
 
 /// An Axum app answering `{"ip": …}` for the resolved client, served by a
 /// `ProxyProtocolListener` that requires the header from `trusted`.
-async fn app(
-    listen: std::net::IpAddr,
-    trusted: std::net::IpAddr,
-) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+async fn proxy_protocol_app(listen: IpAddr, trusted: IpAddr) -> App {
     let router = axum::Router::new()
         .route(
             "/",
@@ -38,15 +35,48 @@ async fn app(
     .await
     .unwrap();
     let addr = listener.local_addr().unwrap();
-    let task = tokio::spawn(async move {
+    App::spawn(addr, async move {
         axum::serve(
             listener,
             router.into_make_service_with_connect_info::<PeerAddr>(),
         )
         .await
         .unwrap();
-    });
-    (addr, task)
+    })
+}
+
+/// HAProxy with `haproxy-proxy-protocol.cfg` in front of `backend`: listening on 127.0.<test>.2,
+/// connecting from `bind` and opening each connection with a PROXY v2 header. `None` if HAProxy
+/// is not installed, outside CI.
+fn haproxy_send_proxy_v2(
+    scratch: &Scratch,
+    test: u8,
+    bind: IpAddr,
+    backend: SocketAddr,
+) -> Option<Proxy> {
+    let file = "haproxy-proxy-protocol.cfg";
+    Proxy::in_front_of(
+        Kind::Haproxy,
+        scratch,
+        file,
+        lo(test, 2),
+        Some(bind),
+        backend,
+    )
+}
+
+/// Connect from `from` straight to `to`, write `bytes`, and read until the connection closes
+/// or [`support::PATIENCE`] runs out: the bytes read, and whether it closed in time.
+async fn send_raw(from: IpAddr, to: SocketAddr, bytes: &[u8]) -> (Vec<u8>, bool) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(from, 0)).unwrap();
+    let mut stream = socket.connect(to).await.unwrap();
+    stream.write_all(bytes).await.unwrap();
+    let mut raw = Vec::new();
+    let closed = tokio::time::timeout(support::PATIENCE, stream.read_to_end(&mut raw))
+        .await
+        .is_ok();
+    (raw, closed)
 }
 
 #[tokio::test]
@@ -54,18 +84,8 @@ async fn haproxy_send_proxy_v2_makes_the_client_the_socket_peer() {
     let test = 20;
     let scratch = Scratch::new("haproxy-proxy-protocol");
     let bind = lo(test, 3);
-    let (app_addr, app_task) = app(lo(test, 1), bind).await;
-    let Some(mut proxy) = Proxy::start(
-        Kind::Haproxy,
-        &scratch,
-        "haproxy-proxy-protocol.cfg",
-        &values([
-            ("LISTEN", free_addr(lo(test, 2)).to_string()),
-            ("PROXY_BIND", bind.to_string()),
-            ("BACKEND", app_addr.to_string()),
-        ]),
-    ) else {
-        app_task.abort();
+    let app = proxy_protocol_app(lo(test, 1), bind).await;
+    let Some(mut proxy) = haproxy_send_proxy_v2(&scratch, test, bind, app.addr) else {
         return;
     };
 
@@ -81,20 +101,17 @@ async fn haproxy_send_proxy_v2_makes_the_client_the_socket_peer() {
 
     // Straight to the app, from an untrusted address: its own address, no header needed.
     let direct = lo(test, 20);
-    let response = get("/").send(direct, app_addr).await;
+    let response = get("/").send(direct, app.addr).await;
     assert_eq!(response.ip(), direct.to_string(), "{response:?}");
 
     // Straight to the app with a PROXY header of its own: not read, so the request is garbage
     // to HTTP (400) and the announced address appears nowhere.
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.bind(SocketAddr::new(direct, 0)).unwrap();
-    let mut stream = socket.connect(app_addr).await.unwrap();
-    stream
-        .write_all(b"PROXY TCP4 203.0.113.66 127.0.0.1 1 2\r\nGET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut raw = Vec::new();
-    let _ = tokio::time::timeout(support::PATIENCE, stream.read_to_end(&mut raw)).await;
+    let (raw, _) = send_raw(
+        direct,
+        app.addr,
+        b"PROXY TCP4 203.0.113.66 127.0.0.1 1 2\r\nGET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    )
+    .await;
     let text = String::from_utf8_lossy(&raw);
     assert!(!text.contains("203.0.113.66"), "{text}");
     assert!(
@@ -103,7 +120,6 @@ async fn haproxy_send_proxy_v2_makes_the_client_the_socket_peer() {
     );
 
     proxy.assert_running();
-    app_task.abort();
 }
 
 #[tokio::test]
@@ -112,25 +128,20 @@ async fn trusted_peer_without_the_header_is_dropped() {
     // process on that host): dropped, never served as if the proxy were the client.
     let test = 21;
     let proxy_address = lo(test, 3);
-    let (app_addr, app_task) = app(lo(test, 1), proxy_address).await;
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.bind(SocketAddr::new(proxy_address, 0)).unwrap();
-    let mut stream = socket.connect(app_addr).await.unwrap();
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut raw = Vec::new();
-    let _ = tokio::time::timeout(support::PATIENCE, stream.read_to_end(&mut raw))
-        .await
-        .expect("the connection is closed");
+    let app = proxy_protocol_app(lo(test, 1), proxy_address).await;
+    let (raw, closed) = send_raw(
+        proxy_address,
+        app.addr,
+        b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(closed, "the connection is closed");
     assert!(raw.is_empty(), "{}", String::from_utf8_lossy(&raw));
 
     // And the listener goes on serving others.
     let other = lo(test, 10);
-    let response = get("/").send(other, app_addr).await;
+    let response = get("/").send(other, app.addr).await;
     assert_eq!(response.ip(), other.to_string(), "{response:?}");
-    app_task.abort();
 }
 
 #[tokio::test]
@@ -138,7 +149,7 @@ async fn example_server_behind_haproxy_send_proxy_v2_resolves_each_client_and_ho
     let test = 22;
     let scratch = Scratch::new("server-proxy-protocol");
     let bind = lo(test, 3);
-    let server = support::Server::start(
+    let server = Server::start(
         &scratch,
         lo(test, 1),
         &[
@@ -150,49 +161,10 @@ async fn example_server_behind_haproxy_send_proxy_v2_resolves_each_client_and_ho
             "5/min",
         ],
     );
-    let Some(mut proxy) = Proxy::start(
-        Kind::Haproxy,
-        &scratch,
-        "haproxy-proxy-protocol.cfg",
-        &values([
-            ("LISTEN", free_addr(lo(test, 2)).to_string()),
-            ("PROXY_BIND", bind.to_string()),
-            ("BACKEND", server.addr.to_string()),
-        ]),
-    ) else {
+    let Some(mut proxy) = haproxy_send_proxy_v2(&scratch, test, bind, server.addr) else {
         return;
     };
-    let first = lo(test, 10);
-    let response = get("/").send(first, proxy.addr).await;
-    assert_eq!(response.ip(), first.to_string(), "{response:?}");
-    assert_eq!(response.json()["source"], "peer", "{response:?}");
-
-    // Forwarding headers mean nothing to the peer source: one bucket, exactly the quota.
-    let rotating = lo(test, 11);
-    let mut passed = 0;
-    for n in 0..20 {
-        let spoof = format!("198.51.100.{n}");
-        let response = get("/")
-            .header("X-Forwarded-For", spoof.clone())
-            .header("X-Real-IP", spoof)
-            .send(rotating, proxy.addr)
-            .await;
-        match response.status {
-            200 => {
-                assert_eq!(response.ip(), rotating.to_string(), "{response:?}");
-                passed += 1;
-            }
-            429 => {}
-            _ => panic!("unexpected answer: {response:?}"),
-        }
-    }
-    assert_eq!(passed, 5);
-
-    // Another client through the same HAProxy: its own bucket.
-    let other = lo(test, 12);
-    assert_eq!(
-        get("/").send(other, proxy.addr).await.ip(),
-        other.to_string()
-    );
-    proxy.assert_running();
+    // Forwarding headers mean nothing to the peer source: one bucket, exactly the quota; another
+    // client through the same HAProxy has its own.
+    resolves_and_holds_the_quota(&mut proxy, test, "peer", &["X-Forwarded-For", "X-Real-IP"]).await;
 }

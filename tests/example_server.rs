@@ -7,7 +7,9 @@
 
 mod support;
 
-use support::{get, lo, Scratch, Server};
+use std::net::IpAddr;
+
+use support::{example_server_refuses, get, lo, Response, Scratch, Server};
 
 #[test]
 fn api_review_16_trust_any_is_refused_with_a_clear_message() {
@@ -17,13 +19,7 @@ fn api_review_16_trust_any_is_refused_with_a_clear_message() {
         &["--source", "xff", "--trust", "loopback", "--trust", "ANY"][..],
         &["--proxy-protocol", "any"][..],
     ] {
-        let output = std::process::Command::new(support::example_server())
-            .args(args)
-            .current_dir(scratch.path())
-            .output()
-            .unwrap();
-        assert_eq!(output.status.code(), Some(2), "{args:?}");
-        let stderr = String::from_utf8_lossy(&output.stderr);
+        let stderr = example_server_refuses(&scratch, args);
         assert!(stderr.contains("`any` is refused"), "{args:?}: {stderr}");
         assert!(
             stderr.contains("any client choose its own IP"),
@@ -39,13 +35,7 @@ fn api_review_16_trust_any_is_refused_with_a_clear_message() {
 #[test]
 fn api_review_16_an_unknown_trust_value_names_the_presets() {
     let scratch = Scratch::new("trust-unknown");
-    let output = std::process::Command::new(support::example_server())
-        .args(["--source", "xff", "--trust", "everyone"])
-        .current_dir(scratch.path())
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = example_server_refuses(&scratch, &["--source", "xff", "--trust", "everyone"]);
     assert!(
         stderr.contains(
             "--trust: `everyone` is neither a CIDR nor a preset (loopback, private, cgnat, cloudflare)"
@@ -58,18 +48,27 @@ fn api_review_16_an_unknown_trust_value_names_the_presets() {
 #[test]
 fn api_review_16_a_header_source_without_trust_does_not_suggest_trusting_everyone() {
     let scratch = Scratch::new("trust-missing");
-    let output = std::process::Command::new(support::example_server())
-        .args(["--source", "xff"])
-        .current_dir(scratch.path())
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = example_server_refuses(&scratch, &["--source", "xff"]);
     assert!(
         stderr.contains("give --trust with your proxy's addresses"),
         "{stderr}"
     );
     assert!(!stderr.contains("--trust any"), "{stderr}");
+}
+
+/// Start the example server on `listen` with `--source xff --trust <trust>`, send it a request
+/// from `client` with `X-Forwarded-For: 203.0.113.7`, and stop it.
+async fn xff_request_trusting(
+    scratch: &Scratch,
+    listen: IpAddr,
+    trust: &str,
+    client: IpAddr,
+) -> Response {
+    let server = Server::start(scratch, listen, &["--source", "xff", "--trust", trust]);
+    get("/")
+        .header("X-Forwarded-For", "203.0.113.7")
+        .send(client, server.addr)
+        .await
 }
 
 #[tokio::test]
@@ -79,28 +78,11 @@ async fn api_review_16_trust_presets_and_cidrs_still_work() {
     let client = lo(test, 10);
     // `loopback` (a preset): the client's loopback address is a trusted proxy, so its
     // X-Forwarded-For entry is the client.
-    let server = Server::start(
-        &scratch,
-        lo(test, 1),
-        &["--source", "xff", "--trust", "loopback"],
-    );
-    let response = get("/")
-        .header("X-Forwarded-For", "203.0.113.7")
-        .send(client, server.addr)
-        .await;
+    let response = xff_request_trusting(&scratch, lo(test, 1), "loopback", client).await;
     assert_eq!(response.status, 200, "{response:?}");
     assert_eq!(response.ip(), "203.0.113.7");
-    drop(server);
 
     // A CIDR that does not hold the client: its header is not believed (400, the default).
-    let server = Server::start(
-        &scratch,
-        lo(test, 2),
-        &["--source", "xff", "--trust", "10.0.0.0/8"],
-    );
-    let response = get("/")
-        .header("X-Forwarded-For", "203.0.113.7")
-        .send(client, server.addr)
-        .await;
+    let response = xff_request_trusting(&scratch, lo(test, 2), "10.0.0.0/8", client).await;
     assert_eq!(response.status, 400, "{response:?}");
 }

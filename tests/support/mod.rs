@@ -15,6 +15,7 @@
 
 use std::collections::HashMap;
 use std::fs;
+use std::future::Future;
 use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -383,6 +384,18 @@ pub(crate) fn example_server() -> &'static Path {
     })
 }
 
+/// Run the example server with `args`, which it must refuse as a usage error (exit code 2,
+/// without serving); answer what it wrote to stderr.
+pub(crate) fn example_server_refuses(scratch: &Scratch, args: &[&str]) -> String {
+    let output = Command::new(example_server())
+        .args(args)
+        .current_dir(scratch.path())
+        .output()
+        .expect("run the example server");
+    assert_eq!(output.status.code(), Some(2), "{args:?}");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
 /// A running example server and the address it listens on.
 #[derive(Debug)]
 pub(crate) struct Server {
@@ -423,6 +436,34 @@ impl Server {
             }
         };
         Server { addr, process }
+    }
+}
+
+// ---- in-test apps ----------------------------------------------------------------------------
+
+/// An in-test app, served by a task on the test's runtime, and where it listens. The task is
+/// aborted when this is dropped: at the end of the test, and also when the test fails or
+/// returns early (a proxy not installed).
+#[derive(Debug)]
+pub(crate) struct App {
+    /// Where it listens.
+    pub(crate) addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl App {
+    /// Spawn `serve`, an app already listening on `addr`.
+    pub(crate) fn spawn(addr: SocketAddr, serve: impl Future<Output = ()> + Send + 'static) -> App {
+        App {
+            addr,
+            task: tokio::spawn(serve),
+        }
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 
@@ -552,6 +593,86 @@ impl Proxy {
     pub(crate) fn assert_running(&mut self) {
         self.process.assert_running();
     }
+
+    /// Start proxy `kind` with `examples/proxies/<file>` in front of one `backend`
+    /// (`BACKEND`): clients reach it on a free port of `listen` (`LISTEN`), and it connects to
+    /// the backend from `bind` (`PROXY_BIND`), or from an address of its own choosing when
+    /// `None` (Caddy 2.6 cannot be told). `None` if the binary is missing outside CI.
+    pub(crate) fn in_front_of(
+        kind: Kind,
+        scratch: &Scratch,
+        file: &str,
+        listen: IpAddr,
+        bind: Option<IpAddr>,
+        backend: SocketAddr,
+    ) -> Option<Proxy> {
+        let mut values = values([
+            ("LISTEN", free_addr(listen).to_string()),
+            ("BACKEND", backend.to_string()),
+        ]);
+        if let Some(bind) = bind {
+            values.insert("PROXY_BIND", bind.to_string());
+        }
+        Proxy::start(kind, scratch, file, &values)
+    }
+
+    /// The CDN (`nginx-cdn.conf`) on `listen`, connecting from `bind`: it sends the
+    /// `app.example.test` site to `function` and `api.example.test` to `origin`, and answers
+    /// 421 to any other host. `None` if nginx is missing outside CI.
+    pub(crate) fn cdn(
+        scratch: &Scratch,
+        listen: SocketAddr,
+        bind: IpAddr,
+        function: SocketAddr,
+        origin: SocketAddr,
+    ) -> Option<Proxy> {
+        Proxy::start(
+            Kind::Nginx,
+            scratch,
+            "nginx-cdn.conf",
+            &values([
+                ("LISTEN", listen.to_string()),
+                ("PROXY_BIND", bind.to_string()),
+                ("FUNCTION", function.to_string()),
+                ("ORIGIN", origin.to_string()),
+            ]),
+        )
+    }
+}
+
+/// Two proxies in a row, in test `test`'s address plan: clients reach the edge nginx
+/// (`nginx.conf`) on 127.0.<test>.2; it connects from .3 to the internal HAProxy
+/// (`haproxy-internal-lb.cfg`) on .4, which connects from .5 to the backend.
+#[derive(Debug)]
+pub(crate) struct TwoHops {
+    /// The edge nginx, where clients connect.
+    pub(crate) edge: Proxy,
+    /// The internal HAProxy, between the edge and the backend.
+    pub(crate) lb: Proxy,
+}
+
+impl TwoHops {
+    /// Start the internal HAProxy in front of `backend`, then the edge nginx in front of it;
+    /// `None` if either binary is missing outside CI (a proxy already started is stopped).
+    pub(crate) fn start(scratch: &Scratch, test: u8, backend: SocketAddr) -> Option<TwoHops> {
+        let lb = Proxy::in_front_of(
+            Kind::Haproxy,
+            scratch,
+            "haproxy-internal-lb.cfg",
+            lo(test, 4),
+            Some(lo(test, 5)),
+            backend,
+        )?;
+        let edge = Proxy::in_front_of(
+            Kind::Nginx,
+            scratch,
+            "nginx.conf",
+            lo(test, 2),
+            Some(lo(test, 3)),
+            lb.addr,
+        )?;
+        Some(TwoHops { edge, lb })
+    }
 }
 
 /// Placeholder values, as `("NAME", value)` pairs.
@@ -559,4 +680,71 @@ pub(crate) fn values<const N: usize>(
     pairs: [(&'static str, String); N],
 ) -> HashMap<&'static str, String> {
     pairs.into_iter().collect()
+}
+
+// ---- the example server's quota, through a proxy -----------------------------------------------
+
+/// Send `count` requests from `client` to `to`, each with a new address (198.51.100.n) in every
+/// header of `spoofed` (`for=` form in `Forwarded`); answer how many passed, and check that each
+/// one that passed was resolved to `client`.
+pub(crate) async fn rotate_and_count(
+    client: IpAddr,
+    to: SocketAddr,
+    count: u8,
+    spoofed: &[&str],
+) -> usize {
+    let mut passed = 0;
+    for n in 0..count {
+        let spoof = format!("198.51.100.{n}");
+        let mut request = get("/");
+        for name in spoofed {
+            let value = if *name == "Forwarded" {
+                format!("for={spoof}")
+            } else {
+                spoof.clone()
+            };
+            request = request.header(name, value);
+        }
+        let response = request.send(client, to).await;
+        match response.status {
+            200 => {
+                assert_eq!(response.ip(), client.to_string(), "{response:?}");
+                passed += 1;
+            }
+            429 => {}
+            _ => panic!("unexpected answer: {response:?}"),
+        }
+    }
+    passed
+}
+
+/// What a proxy in front of the example server (5 requests a minute) must show, with test
+/// `test`'s clients 127.0.<test>.10 to .12: the client's own address is resolved, by `source`;
+/// a client rotating the `spoofed` headers gets exactly the quota; another client behind the
+/// same proxy has its own bucket; and the proxy is still running.
+pub(crate) async fn resolves_and_holds_the_quota(
+    proxy: &mut Proxy,
+    test: u8,
+    source: &str,
+    spoofed: &[&str],
+) {
+    let first = lo(test, 10);
+    let response = get("/").send(first, proxy.addr).await;
+    assert_eq!(response.ip(), first.to_string(), "{response:?}");
+    assert_eq!(response.json()["source"], source, "{response:?}");
+
+    let rotating = lo(test, 11);
+    assert_eq!(
+        rotate_and_count(rotating, proxy.addr, 20, spoofed).await,
+        5,
+        "a client rotating forwarding headers must get exactly the quota"
+    );
+    let other = lo(test, 12);
+    let response = get("/").send(other, proxy.addr).await;
+    assert_eq!(
+        response.ip(),
+        other.to_string(),
+        "a separate bucket: {response:?}"
+    );
+    proxy.assert_running();
 }
