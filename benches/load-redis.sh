@@ -21,6 +21,9 @@
 # Redis (redis p99 - bare p99 of the same round), and the Redis commands per run, per second
 # and per key per retry period. See benches/README.md.
 set -euo pipefail
+NAME=load-redis.sh
+# shellcheck source=benches/load-common.sh
+source "$(dirname "$0")/load-common.sh"
 
 ROUNDS=5
 DURATION=5
@@ -71,48 +74,15 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
-for value in "$ROUNDS" "$DURATION" "$CONNECTIONS" "$LATENCY_CONNECTIONS"; do
-    case "$value" in
-        ''|*[!0-9]*|0) echo "load-redis.sh: rounds, duration and connections must be positive integers" >&2; exit 2 ;;
-    esac
-done
-
-missing=0
-for tool in wrk taskset redis-server redis-cli; do
-    if ! command -v "$tool" >/dev/null 2>&1; then
-        case "$tool" in
-            wrk) package=wrk ;;
-            taskset) package=util-linux ;;
-            *) package=redis-server ;;
-        esac
-        echo "load-redis.sh: $tool is not installed. On Debian/Ubuntu: sudo apt-get install -y $package" >&2
-        missing=1
-    fi
-done
-[ "$missing" -eq 0 ] || exit 1
-
+require_positive "$ROUNDS" "$DURATION" "$CONNECTIONS" "$LATENCY_CONNECTIONS"
+require_tools wrk taskset redis-server redis-cli
 cd "$(dirname "$0")/.."
-CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
 
 echo "building examples/load_target.rs (release, --features redis)..." >&2
-BIN=$(cargo build --release --features redis --example load_target \
-    --message-format=json-render-diagnostics \
-    | grep -o '"executable":"[^"]*load_target"' | tail -n 1 | sed 's/^"executable":"//; s/"$//')
-if [ -z "$BIN" ] || [ ! -x "$BIN" ]; then
-    echo "load-redis.sh: could not find the built load_target executable" >&2
-    exit 1
-fi
+BIN="$WORK/load_target"
+cp "$(build_target redis)" "$BIN"
 
-WORK=$(mktemp -d)
-SERVER_PID=""
 REDIS_PID=""
-stop_server() {
-    if [ -n "$SERVER_PID" ]; then
-        kill "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-        SERVER_PID=""
-    fi
-}
 stop_redis() {
     if [ -n "$REDIS_PID" ]; then
         kill "$REDIS_PID" 2>/dev/null || true
@@ -120,13 +90,10 @@ stop_redis() {
         REDIS_PID=""
     fi
 }
-cleanup() {
-    stop_server
+# Called by load-common.sh's exit trap, after the load_target server is stopped.
+cleanup_extra() {
     stop_redis
-    rm -rf "$WORK"
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 # --- Redis: a server of our own on a free loopback port (a few random tries, bounded). ---
 REDIS_PORT=""
@@ -185,55 +152,32 @@ to_us() {
 # "path mode round req/s non2xx requests errors server-cpu-us p50-us p99-us commands
 # redis-cpu-us" to $RESULTS.
 run_one() {
-    local path=$1 mode=$2 round=$3 quota address waited=0 connections=$CONNECTIONS
-    local out="$WORK/server.$round.$path.$mode.out" err="$WORK/server.$round.$path.$mode.err"
+    local path=$1 mode=$2 round=$3 quota connections=$CONNECTIONS
     case "$path" in
         allow) quota=$ALLOW_QUOTA ;;
         deny) quota=$DENY_QUOTA ;;
         latency) quota=$ALLOW_QUOTA; connections=$LATENCY_CONNECTIONS ;;
     esac
     rcli flushall >/dev/null
-    # --exit-after bounds the server's life even if this script is killed hard.
-    taskset -c "$SERVER_CPU" "$BIN" --mode "$mode" --quota "$quota" --redis "$REDIS_URL" \
-        --listen 127.0.0.1:0 --exit-after $((DURATION + 60)) \
-        >"$out" 2>"$err" &
-    SERVER_PID=$!
-    while ! grep -q '^listening on .*:[0-9]' "$out" 2>/dev/null; do
-        if ! kill -0 "$SERVER_PID" 2>/dev/null || [ "$waited" -ge 100 ]; then
-            echo "load-redis.sh: the $mode server did not start:" >&2
-            cat "$err" >&2
-            exit 1
-        fi
-        sleep 0.1
-        waited=$((waited + 1))
-    done
-    address=$(sed -n 's/^listening on //p' "$out" | head -n 1)
+    start_server "$mode" "$WORK/server.$round.$path.$mode.out" "$WORK/server.$round.$path.$mode.err" \
+        --quota "$quota" --redis "$REDIS_URL"
 
     local calls_before ticks_before
     calls_before=$(script_calls)
     ticks_before=$(redis_ticks)
-    timeout $((DURATION + 30)) taskset -c "$CLIENT_CPU" \
-        wrk -t1 -c"$connections" -d"${DURATION}s" --timeout 5s --latency \
-        "http://$address/" >"$WORK/wrk.out" 2>&1 || {
-        echo "load-redis.sh: wrk failed against the $mode server:" >&2
-        cat "$WORK/wrk.out" >&2
-        exit 1
-    }
+    run_wrk "$mode" "$connections" --latency
     local calls_after ticks_after ticks
     calls_after=$(script_calls)
     ticks_after=$(redis_ticks)
-    ticks=$(sed 's/.*) //' "/proc/$SERVER_PID/stat" 2>/dev/null | awk '{print $12 + $13}') || ticks=""
+    ticks=$(server_ticks)
     stop_server
 
-    local rps requests non2xx errors p50 p99
-    rps=$(awk '/^Requests\/sec:/ {print $2}' "$WORK/wrk.out")
-    requests=$(awk '/requests in/ {print $1}' "$WORK/wrk.out")
-    non2xx=$(awk '/Non-2xx or 3xx responses:/ {print $5}' "$WORK/wrk.out")
-    errors=$(awk '/Socket errors:/ {gsub(",", ""); print $4 + $6 + $8 + $10}' "$WORK/wrk.out")
+    read_wrk
+    local p50 p99
     p50=$(awk '$1 == "50%" {print $2}' "$WORK/wrk.out")
     p99=$(awk '$1 == "99%" {print $2}' "$WORK/wrk.out")
-    if [ -z "$rps" ] || [ -z "$requests" ] || [ -z "$p50" ] || [ -z "$p99" ]; then
-        echo "load-redis.sh: could not read wrk's output:" >&2
+    if [ -z "$p50" ] || [ -z "$p99" ]; then
+        echo "load-redis.sh: could not read wrk's latencies:" >&2
         cat "$WORK/wrk.out" >&2
         exit 1
     fi
@@ -241,42 +185,24 @@ run_one() {
     p99=$(to_us "$p99")
     local commands=$((calls_after - calls_before))
     local cpu_us redis_cpu_us
-    cpu_us=$(awk -v ticks="${ticks:-0}" -v hz="$CLK_TCK" -v n="$requests" \
-        'BEGIN { printf "%.2f", ticks * 1e6 / hz / n }')
-    redis_cpu_us=$(awk -v ticks="$((ticks_after - ticks_before))" -v hz="$CLK_TCK" -v n="$requests" \
-        'BEGIN { printf "%.2f", ticks * 1e6 / hz / n }')
-    echo "$path $mode $round $rps ${non2xx:-0} $requests ${errors:-0} $cpu_us $p50 $p99 $commands $redis_cpu_us" >>"$RESULTS"
+    cpu_us=$(per_request_us "$ticks" "$REQUESTS")
+    redis_cpu_us=$(per_request_us "$((ticks_after - ticks_before))" "$REQUESTS")
+    echo "$path $mode $round $RPS $NON2XX $REQUESTS $ERRORS $cpu_us $p50 $p99 $commands $redis_cpu_us" >>"$RESULTS"
     printf '  round %d  %-5s %-5s %9.0f req/s  p50 %7.0f us  p99 %7.0f us  %8d redis commands  (%s of %s non-2xx)\n' \
-        "$round" "$path" "$mode" "$rps" "$p50" "$p99" "$commands" "${non2xx:-0}" "$requests" >&2
+        "$round" "$path" "$mode" "$RPS" "$p50" "$p99" "$commands" "$NON2XX" "$REQUESTS" >&2
 }
 
 echo "load_target: $BIN" >&2
 echo "redis-server: 127.0.0.1:$REDIS_PORT (PID $REDIS_PID) on CPU $REDIS_CPU; $(redis-server --version | head -n 1)" >&2
 echo "rounds $ROUNDS, ${DURATION}s per run, wrk -t1 -c$CONNECTIONS (latency path: -c$LATENCY_CONNECTIONS) on CPU $CLIENT_CPU, server on CPU $SERVER_CPU" >&2
-count=${#MODES[@]}
-for round in $(seq 1 "$ROUNDS"); do
-    for path in "${PATHS[@]}"; do
-        for index in $(seq 0 $((count - 1))); do
-            mode=${MODES[$(((index + round - 1) % count))]}
-            run_one "$path" "$mode" "$round"
-        done
-    done
-done
+each_run run_one
 
 echo
 echo "wrk -t1 -c$CONNECTIONS -d${DURATION}s --latency, $ROUNDS rounds, server on CPU $SERVER_CPU, wrk on CPU $CLIENT_CPU, redis-server on CPU $REDIS_CPU"
 echo "allow: --quota $ALLOW_QUOTA; deny: --quota $DENY_QUOTA (retry period ${DENY_PERIOD} s, $KEYS_PER_RUN key);"
 echo "latency: the allow quota with wrk -c$LATENCY_CONNECTIONS (an unsaturated server: the round trip's latency)"
 awk -v modes="${MODES[*]}" -v paths="${PATHS[*]}" -v duration="$DURATION" \
-    -v period="$DENY_PERIOD" -v keys="$KEYS_PER_RUN" '
-    function median(values, n,    i, j, t) {
-        for (i = 2; i <= n; i++) {
-            t = values[i]
-            for (j = i - 1; j >= 1 && values[j] > t; j--) values[j + 1] = values[j]
-            values[j + 1] = t
-        }
-        return (n % 2) ? values[(n + 1) / 2] : (values[n / 2] + values[n / 2 + 1]) / 2
-    }
+    -v period="$DENY_PERIOD" -v keys="$KEYS_PER_RUN" "$AWK_MEDIAN"'
     function spread(values, n, format,    i, lo, hi) {
         lo = values[1]; hi = values[1]
         for (i = 2; i <= n; i++) { if (values[i] < lo) lo = values[i]; if (values[i] > hi) hi = values[i] }

@@ -16,6 +16,9 @@
 # mode, the median req/s with its min-max spread and the ratio to bare Axum of the same round
 # (the median of the per-round ratios). See benches/README.md.
 set -euo pipefail
+NAME=load.sh
+# shellcheck source=benches/load-common.sh
+source "$(dirname "$0")/load-common.sh"
 
 ROUNDS=5
 DURATION=5
@@ -64,11 +67,7 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
-for value in "$ROUNDS" "$DURATION" "$CONNECTIONS"; do
-    case "$value" in
-        ''|*[!0-9]*|0) echo "load.sh: rounds, duration and connections must be positive integers" >&2; exit 2 ;;
-    esac
-done
+require_positive "$ROUNDS" "$DURATION" "$CONNECTIONS"
 
 case "$PLACEMENT" in
     outer|router) ;;
@@ -89,48 +88,8 @@ done
 # Bare Axum is the reference of every ratio: always measured, first in the list.
 MODES=(bare $(printf '%s\n' "${MODES[@]}" | grep -vx bare | awk '!seen[$0]++'))
 
-missing=0
-if ! command -v wrk >/dev/null 2>&1; then
-    echo "load.sh: wrk is not installed. On Debian/Ubuntu: sudo apt-get install -y wrk" >&2
-    missing=1
-fi
-if ! command -v taskset >/dev/null 2>&1; then
-    echo "load.sh: taskset is not installed. On Debian/Ubuntu: sudo apt-get install -y util-linux" >&2
-    missing=1
-fi
-[ "$missing" -eq 0 ] || exit 1
-
+require_tools wrk taskset
 cd "$(dirname "$0")/.."
-CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
-
-# build_target [FEATURES]: builds examples/load_target.rs in release, prints its path.
-build_target() {
-    local bin
-    bin=$(cargo build --release --example load_target ${1:+--features "$1"} \
-        --message-format=json-render-diagnostics \
-        | grep -o '"executable":"[^"]*load_target"' | tail -n 1 | sed 's/^"executable":"//; s/"$//')
-    if [ -z "$bin" ] || [ ! -x "$bin" ]; then
-        echo "load.sh: could not find the built load_target executable" >&2
-        exit 1
-    fi
-    echo "$bin"
-}
-
-WORK=$(mktemp -d)
-SERVER_PID=""
-stop_server() {
-    if [ -n "$SERVER_PID" ]; then
-        kill "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-        SERVER_PID=""
-    fi
-}
-cleanup() {
-    stop_server
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 # With xff-metrics among the modes, every mode runs the build with the metrics feature: one
 # binary, so that the modes differ by their configuration only (xff-plain: detection off and
 # no recorder), not by the code layout of two builds.
@@ -146,87 +105,34 @@ RESULTS="$WORK/results"
 : >"$RESULTS"
 
 # run_one PATH MODE ROUND: one fresh server, one wrk run; appends
-# "path mode round req/s non2xx requests errors" to $RESULTS.
+# "path mode round req/s non2xx requests errors server-cpu-us" to $RESULTS.
 run_one() {
-    local path=$1 mode=$2 round=$3 quota address waited=0
-    # Files of their own per run: the shell truncates a redirected file in the child, after
-    # this function may already have read it.
-    local out="$WORK/server.$round.$path.$mode.out" err="$WORK/server.$round.$path.$mode.err"
+    local path=$1 mode=$2 round=$3 quota
     case "$path" in
         allow) quota=$ALLOW_QUOTA ;;
         deny) quota=$DENY_QUOTA ;;
     esac
-    # --exit-after bounds the server's life even if this script is killed hard.
-    taskset -c "$SERVER_CPU" "$BIN" --mode "$mode" --quota "$quota" --placement "$PLACEMENT" \
-        --listen 127.0.0.1:0 --exit-after $((DURATION + 60)) \
-        >"$out" 2>"$err" &
-    SERVER_PID=$!
-    while ! grep -q '^listening on .*:[0-9]' "$out" 2>/dev/null; do
-        if ! kill -0 "$SERVER_PID" 2>/dev/null || [ "$waited" -ge 100 ]; then
-            echo "load.sh: the $mode server did not start:" >&2
-            cat "$err" >&2
-            exit 1
-        fi
-        sleep 0.1
-        waited=$((waited + 1))
-    done
-    address=$(sed -n 's/^listening on //p' "$out" | head -n 1)
-
-    timeout $((DURATION + 30)) taskset -c "$CLIENT_CPU" \
-        wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --timeout 5s \
-        -H "X-Forwarded-For: $CLIENT_IP" "http://$address/" >"$WORK/wrk.out" 2>&1 || {
-        echo "load.sh: wrk failed against the $mode server:" >&2
-        cat "$WORK/wrk.out" >&2
-        exit 1
-    }
-    # The server's CPU time (user + system, in clock ticks) over its whole life, read before
-    # it is stopped: CPU per request is steadier than req/s on a machine shared with others.
-    local ticks
-    ticks=$(sed 's/.*) //' "/proc/$SERVER_PID/stat" 2>/dev/null | awk '{print $12 + $13}') || ticks=""
+    start_server "$mode" "$WORK/server.$round.$path.$mode.out" "$WORK/server.$round.$path.$mode.err" \
+        --quota "$quota" --placement "$PLACEMENT"
+    run_wrk "$mode" "$CONNECTIONS" -H "X-Forwarded-For: $CLIENT_IP"
+    local ticks cpu_us
+    ticks=$(server_ticks)
     stop_server
-
-    local rps requests non2xx errors
-    rps=$(awk '/^Requests\/sec:/ {print $2}' "$WORK/wrk.out")
-    requests=$(awk '/requests in/ {print $1}' "$WORK/wrk.out")
-    non2xx=$(awk '/Non-2xx or 3xx responses:/ {print $5}' "$WORK/wrk.out")
-    errors=$(awk '/Socket errors:/ {gsub(",", ""); print $4 + $6 + $8 + $10}' "$WORK/wrk.out")
-    if [ -z "$rps" ] || [ -z "$requests" ]; then
-        echo "load.sh: could not read wrk's output:" >&2
-        cat "$WORK/wrk.out" >&2
-        exit 1
-    fi
-    local cpu_us
-    cpu_us=$(awk -v ticks="${ticks:-0}" -v hz="$CLK_TCK" -v n="$requests" \
-        'BEGIN { printf "%.2f", ticks * 1e6 / hz / n }')
-    echo "$path $mode $round $rps ${non2xx:-0} $requests ${errors:-0} $cpu_us" >>"$RESULTS"
+    read_wrk
+    cpu_us=$(per_request_us "$ticks" "$REQUESTS")
+    echo "$path $mode $round $RPS $NON2XX $REQUESTS $ERRORS $cpu_us" >>"$RESULTS"
     printf '  round %d  %-5s %-9s %10.0f req/s  %6.2f µs server CPU/request  (%s of %s non-2xx)\n' \
-        "$round" "$path" "$mode" "$rps" "$cpu_us" "${non2xx:-0}" "$requests" >&2
+        "$round" "$path" "$mode" "$RPS" "$cpu_us" "$NON2XX" "$REQUESTS" >&2
 }
 
 echo "load_target: $BIN${FEATURES:+ (features: $FEATURES)}; placement: $PLACEMENT" >&2
 echo "rounds $ROUNDS, ${DURATION}s per run, wrk -t1 -c$CONNECTIONS on CPU $CLIENT_CPU, server on CPU $SERVER_CPU" >&2
-count=${#MODES[@]}
-for round in $(seq 1 "$ROUNDS"); do
-    for path in "${PATHS[@]}"; do
-        for index in $(seq 0 $((count - 1))); do
-            mode=${MODES[$(((index + round - 1) % count))]}
-            run_one "$path" "$mode" "$round"
-        done
-    done
-done
+each_run run_one
 
 echo
 echo "wrk -t1 -c$CONNECTIONS -d${DURATION}s, $ROUNDS rounds, server on CPU $SERVER_CPU, wrk on CPU $CLIENT_CPU, placement $PLACEMENT"
 echo "allow: --quota $ALLOW_QUOTA; deny: --quota $DENY_QUOTA"
-awk -v modes="${MODES[*]}" -v paths="${PATHS[*]}" '
-    function median(values, n,    i, j, t) {
-        for (i = 2; i <= n; i++) {
-            t = values[i]
-            for (j = i - 1; j >= 1 && values[j] > t; j--) values[j + 1] = values[j]
-            values[j + 1] = t
-        }
-        return (n % 2) ? values[(n + 1) / 2] : (values[n / 2] + values[n / 2 + 1]) / 2
-    }
+awk -v modes="${MODES[*]}" -v paths="${PATHS[*]}" "$AWK_MEDIAN"'
     {
         rps[$1, $2, $3] = $4; non2xx[$1, $2] += $5; total[$1, $2] += $6; errors[$1, $2] += $7
         cpu[$1, $2, $3] = $8
