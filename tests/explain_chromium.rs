@@ -4,6 +4,7 @@
 //!
 //! Needs Debian's `chromium`. Without it the test prints why and passes, unless `CI` is set
 //! (then a missing browser fails the test).
+#![cfg(all(feature = "axum", feature = "memory"))]
 
 use std::fs::File;
 use std::net::SocketAddr;

@@ -1,6 +1,7 @@
 //! `explain` tells the truth: for every source of the crate, over arbitrary header bytes and
 //! peers, `explain(..).resolution()` is exactly `resolve(..)` (issue 8 item 2), and the steps
 //! agree with the answer.
+#![cfg(feature = "signed")]
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, SystemTime};

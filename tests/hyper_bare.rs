@@ -1,6 +1,7 @@
 //! tower-bouncer on bare Hyper 1 (issue 8 item 5): the crate's `PeerAddr` extension, inserted
 //! per connection from the accepted stream's address, is what the sources read; the layers
 //! resolve the client and answer 429 over real TCP on 127.0.0.1.
+#![cfg(feature = "memory")]
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};

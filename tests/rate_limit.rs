@@ -1,5 +1,6 @@
 //! Integration tests of `RateLimitLayer` (issue 4, "What it must show"), driven through
 //! `tower::ServiceBuilder` with a fake clock: no real sleeps.
+#![cfg(feature = "memory")]
 
 use std::convert::Infallible;
 use std::future::Future;

@@ -1,7 +1,7 @@
 //! `RateLimitLayer` in an Axum `Router`: `.layer()` and `.route_layer()`, a real server on
 //! loopback with connect info, `RouteKey` on the matched path, a custom deny response built
 //! with `IntoResponse`.
-#![cfg(feature = "axum")]
+#![cfg(all(feature = "axum", feature = "memory"))]
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::service::Explain;
 use crate::client_ip::{
-    Chain, ClientIp, PeerAddr, SocketPeer, SourceKind, TrustedHeader, TrustedRanges, XForwardedFor,
+    Chain, ClientIp, PeerAddr, SocketPeer, TrustedHeader, TrustedRanges, XForwardedFor,
 };
 
 fn explain() -> Explain {
@@ -192,6 +192,7 @@ fn html_only_when_accept_prefers_it() {
 fn the_bucket_is_shown_and_never_charged() {
     use std::num::NonZeroU32;
 
+    use crate::client_ip::SourceKind;
     use crate::rate_limit::{IpKey, Quota};
     use crate::store::{MemoryStore, Store};
 
