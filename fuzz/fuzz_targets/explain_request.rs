@@ -6,13 +6,14 @@
 //!
 //! The input's first byte picks the peer and whether a `ClientIp` is already in the request;
 //! the rest is split at `\n` into lines, each line's first byte picking what the line is: the
-//! query string, an `Accept` line, a line of one of the forwarding headers, or an unrelated
-//! header. Besides "no panic", it checks:
+//! query string, an `Accept` line (as written, or from media-range and `q=` tokens), a line
+//! of one of the forwarding headers, or an unrelated header. Besides "no panic", it checks:
 //! - the answer is one of the two documented formats (`application/json`,
 //!   `text/html; charset=utf-8`), with `Vary: accept`, `no-store` and `nosniff`;
 //! - `format=html` / `format=json` in the query decides alone, whatever `Accept` says (the
-//!   query as sent, or with the pair appended); with neither, no `Accept` means JSON, and an
-//!   `Accept: application/json` line means JSON;
+//!   query as sent, or with the pair appended); with neither, no `Accept` means JSON, an
+//!   `Accept: text/html` alone means HTML, and an `Accept: application/json` line added to any
+//!   others means JSON;
 //! - the JSON is valid JSON with the documented fields, and shows every forwarding header line
 //!   exactly as received (lossy UTF-8), in order, and nothing else;
 //! - the HTML page has only the page's own elements (no markup from the request: every
@@ -35,11 +36,12 @@ use tower_bouncer::explain::{Explain, DEFAULT_PATH};
 const JSON: &str = "application/json";
 const HTML: &str = "text/html; charset=utf-8";
 
-/// What a line can be, by its first byte: `None` is the query string.
+/// What a line can be, by its first byte: `None` is the query string, `"accept"` an `Accept`
+/// line as written, `"accept-tokens"` one written with [`ACCEPT_TOKENS`].
 const LINES: [Option<&str>; 12] = [
     None,
     Some("accept"),
-    Some("accept"),
+    Some("accept-tokens"),
     Some("x-forwarded-for"),
     Some("forwarded"),
     Some("x-real-ip"),
@@ -49,6 +51,26 @@ const LINES: [Option<&str>; 12] = [
     Some("cf-connecting-ipv6"),
     Some("true-client-ip"),
     Some("user-agent"),
+];
+
+/// The pieces of an `Accept` line written from tokens, one byte each.
+const ACCEPT_TOKENS: [&str; 16] = [
+    "text/html",
+    "application/json",
+    "text/*",
+    "application/*",
+    "*/*",
+    "TEXT/HTML",
+    "Application/JSON",
+    ";q=0",
+    ";q=0.5",
+    "; q=1",
+    ";q=0.999",
+    ";q=1.000",
+    ";q=",
+    ";level=1",
+    ",",
+    " ",
 ];
 
 /// The headers the page shows: the standard forwarding headers and those the sources read.
@@ -104,6 +126,13 @@ fuzz_target!(|data: &[u8]| {
         };
         match LINES[usize::from(kind) % LINES.len()] {
             None => query = Some(value),
+            Some("accept-tokens") => {
+                let text: String = value
+                    .iter()
+                    .map(|&token| ACCEPT_TOKENS[usize::from(token) % ACCEPT_TOKENS.len()])
+                    .collect();
+                headers.push((ACCEPT, HeaderValue::try_from(text).unwrap()));
+            }
             Some(name) => {
                 if let Ok(value) = HeaderValue::from_bytes(value) {
                     headers.push((HeaderName::from_static(name), value));
@@ -159,6 +188,11 @@ fuzz_target!(|data: &[u8]| {
         (false, false) => {
             if !request.headers().contains_key(ACCEPT) {
                 assert_eq!(format, JSON, "no accept, no format");
+                // A browser's `Accept: text/html` gets the page.
+                let html = (ACCEPT, HeaderValue::from_static("text/html"));
+                let request = build(query, Some(html)).unwrap();
+                let response = explain().respond(&request);
+                assert_eq!(check_response(&request, &response, false), HTML);
             }
             for (pair, expected) in [("format=html", HTML), ("format=json", JSON)] {
                 // Appended to the query the server saw (a `#` in the bytes starts a fragment).

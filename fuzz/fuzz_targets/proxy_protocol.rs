@@ -9,7 +9,9 @@
 //! The input's first byte picks the mode, the peer (trusted IPv4, IPv6, IPv4-mapped, or
 //! untrusted) and the configured v2 bound (536, the minimum 232, the maximum 65 551 bytes);
 //! the second picks the chunk sizes. Then:
-//! - **arbitrary bytes**: the rest is the connection's bytes;
+//! - **arbitrary bytes**: the rest is the connection's bytes, after a start the first byte
+//!   picks (nothing, the v2 signature, the signature and a `PROXY` TCP over IPv4 / IPv6 byte
+//!   pair, or `PROXY `) so the fuzzer need not guess it;
 //! - **a valid header**: the fuzzer picks a v1 header (`TCP4`, `TCP6` in short or long,
 //!   upper-case form, `UNKNOWN`) or a v2 header (`PROXY` / `LOCAL`, every family and protocol,
 //!   its addresses, well-formed TLVs of any type), the bytes that follow it, and a cut point.
@@ -193,7 +195,7 @@ fuzz_target!(|data: &[u8]| {
             false,
         ),
     };
-    let max_v2_len = V2_BOUNDS[usize::from(selector >> 3) % V2_BOUNDS.len()];
+    let max_v2_len = V2_BOUNDS[usize::from((selector >> 3) & 3) % V2_BOUNDS.len()];
     let ranges = TrustedRanges::parse("10.0.0.0/8\n2001:db8:ffff::/48").unwrap();
     let config = ProxyProtocolConfig::new(ranges)
         .max_header_len(max_v2_len)
@@ -209,7 +211,15 @@ fuzz_target!(|data: &[u8]| {
         ),
     };
     if selector % 2 == 0 {
-        arbitrary_bytes(&setup, rest);
+        // A start the fuzzer would take long to guess, for it to mutate what follows.
+        let start: &[u8] = match selector >> 5 {
+            0 | 1 => b"",
+            2 | 3 => V2_SIGNATURE,
+            4 => b"\r\n\r\n\0\r\nQUIT\n\x21\x11",
+            5 => b"\r\n\r\n\0\r\nQUIT\n\x21\x21",
+            _ => b"PROXY ",
+        };
+        arbitrary_bytes(&setup, &[start, rest].concat());
     } else {
         let _ = valid_header(&setup, &mut Unstructured::new(rest));
     }
