@@ -107,21 +107,17 @@ fn parse_v1(buf: &[u8]) -> Result<Parsed, Failure> {
             Ok(Parsed::Incomplete)
         };
     };
-    match buf.get(end..end + 2) {
-        Some(b"\r\n") => {}
-        // A lone `\r` at the very end of what arrived: the `\n` may be on its way.
-        None if buf[end] == b'\r' => {
-            return if end + 2 > V1_MAX_LEN {
-                Err((ErrorKind::TooLong, None))
-            } else {
-                Ok(Parsed::Incomplete)
-            }
-        }
-        _ => return Err((ErrorKind::Invalid, None)),
-    }
+    // The line's `\r\n` cannot fit: too long, whatever follows — decided before looking at the
+    // next byte, so the answer does not depend on whether it came in the same read.
     let len = end + 2;
     if len > V1_MAX_LEN {
         return Err((ErrorKind::TooLong, None));
+    }
+    match buf.get(end..len) {
+        Some(b"\r\n") => {}
+        // A lone `\r` at the very end of what arrived: the `\n` may be on its way.
+        None if buf[end] == b'\r' => return Ok(Parsed::Incomplete),
+        _ => return Err((ErrorKind::Invalid, None)),
     }
     let header = ppp::v1::Header::try_from(&buf[..len])
         .map_err(|error| (ErrorKind::Invalid, Some(Box::new(error) as _)))?;

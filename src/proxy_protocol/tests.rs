@@ -161,6 +161,35 @@ fn v1_oversized_header_is_too_long() {
     assert_eq!(complete(&line).len, 107);
 }
 
+/// Found by the `proxy_protocol` fuzz target: a v1 line whose `\r` is its 107th byte was
+/// `TooLong` when the bytes arrived up to the `\r`, `Invalid` when the next byte came in the
+/// same read. The answer must not depend on how the bytes arrive.
+#[test]
+fn v1_cr_at_byte_107_is_too_long_however_the_bytes_arrive() {
+    let mut line = b"PROXY ".to_vec();
+    line.resize(106, 0xbb);
+    for terminator in [b'\r', b'\n'] {
+        for next in [&b""[..], b"\x8f", b"\n", b"xGET / HTTP/1.1\r\n"] {
+            let mut buf = line.clone();
+            buf.push(terminator);
+            buf.extend_from_slice(next);
+            // Every prefix that reaches the terminator: as if it arrived there.
+            for end in 107..=buf.len() {
+                assert_eq!(
+                    failure(&buf[..end]),
+                    ErrorKind::TooLong,
+                    "{terminator:?} then {next:?}, {end} bytes"
+                );
+            }
+        }
+    }
+    // One byte earlier the line fits: `\r` then anything but `\n` is invalid, at once or not.
+    line.truncate(105);
+    line.extend_from_slice(b"\r\x8f");
+    assert_eq!(failure(&line), ErrorKind::Invalid);
+    assert!(incomplete(&line[..106]));
+}
+
 #[test]
 fn v2_tcp4_names_the_client() {
     let header = v2_tcp4([198, 51, 100, 9], 40000, &[]);
